@@ -18,10 +18,16 @@ __all__ = [
     "MissingDataError",
     "DatasetNotFoundError",
     "IncompatibleModelError",
+    "MissingDependencyError",
     "DivergenceError",
+    "BudgetExhaustedError",
+    "LedgerError",
+    "DuplicateRequestError",
+    "UnknownSampleError",
     "UnlearningWarning",
     "DivergenceWarning",
     "ReproducibilityWarning",
+    "ConvergenceWarning",
 ]
 
 
@@ -61,10 +67,54 @@ class IncompatibleModelError(UnlearningError, ValueError):
     """
 
 
+class MissingDependencyError(UnlearningError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install
+    (e.g. ``pip install obliviate[vit]``).
+    """
+
+
 class DivergenceError(UnlearningError, ArithmeticError):
     """A loss or the weights became NaN or infinite; the run stopped instead of returning garbage."""
 
     exit_code = 1
+
+
+class BudgetExhaustedError(UnlearningError, RuntimeError):
+    """A certified removal would spend more than the removal budget and retraining is off.
+
+    Raised by :meth:`obliviate.certified.CertifiedLogisticRegression.remove` with
+    ``auto_retrain=False``; the model is left unchanged. The request itself was valid, so the CLI
+    exits 1 (not 2): retrain (``auto_retrain=True``) or raise the budget (larger ``sigma`` or
+    ``epsilon``).
+    """
+
+    exit_code = 1
+
+
+class LedgerError(UnlearningError):
+    """The deletion ledger cannot be used as asked: a request is pending, the ledger and the saved
+    model disagree beyond what the recovery rule can repair, or the file is not an obliviate ledger.
+
+    Exit code 1 (a failure of stored state, not of the command's arguments); its subclasses
+    :class:`DuplicateRequestError` and :class:`UnknownSampleError` are bad input and exit 2.
+    """
+
+    exit_code = 1
+
+
+class DuplicateRequestError(LedgerError, ValueError):
+    """A deletion request repeats a sample id, names one already removed, or reuses a request id."""
+
+    exit_code = 2
+
+
+class UnknownSampleError(LedgerError, KeyError):
+    """A deletion request names a sample id that is not in the training set."""
+
+    exit_code = 2
+
+    def __str__(self) -> str:  # KeyError would wrap the message in quotes
+        return str(self.args[0]) if self.args else ""
 
 
 class UnlearningWarning(UserWarning):
@@ -77,3 +127,9 @@ class DivergenceWarning(UnlearningWarning):
 
 class ReproducibilityWarning(UnlearningWarning):
     """A result may not be bit-for-bit reproducible (non-deterministic kernels, no seed)."""
+
+
+class ConvergenceWarning(UnlearningWarning):
+    """An optimiser stopped before reaching its tolerance (the result is still returned and,
+    for certified removal, the leftover gradient norm is charged to the certificate).
+    """
