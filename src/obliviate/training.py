@@ -35,6 +35,7 @@ from .models.adapter import logits_of
 __all__ = [
     "TrainConfig",
     "TrainResult",
+    "StepHook",
     "train",
     "fit",
     "make_optimizer",
@@ -72,6 +73,11 @@ class TrainConfig(Config):
         label_smoothing: Cross-entropy label smoothing. Default 0.
         grad_clip: Clip the global gradient norm to this value; None disables. Default None.
         nesterov: Nesterov momentum for SGD. Default False.
+        std_reg: Weight λ_SD of Thudi et al.'s standard-deviation loss (arXiv:2109.13398): the
+            loss becomes ``CE + std_reg * mean_b(std(z_b)) / C``, the batch mean of each
+            sample's unbiased logit standard deviation divided by the number of classes C
+            (the unrolling-SGD code's normalisation). It limits weight drift and so the
+            unlearning error. Default 0 (plain cross-entropy).
     """
 
     epochs: int = param(182, Interval(int, 1))
@@ -88,6 +94,7 @@ class TrainConfig(Config):
     label_smoothing: float = param(0.0, Interval(float, 0.0, 1.0, closed="left"))
     grad_clip: float | None = param(None, Interval(float, 0.0, closed="neither", allow_none=True))
     nesterov: bool = param(False, Boolean())
+    std_reg: float = param(0.0, Interval(float, 0.0))
 
     def _check(self) -> None:
         if self.warmup_epochs >= self.epochs:
@@ -117,6 +124,9 @@ class TrainResult:
         seconds: Wall time of the training loop.
         history: One dict per epoch: ``epoch``, ``loss`` (mean), ``lr`` (at the epoch's end).
         seed: Seed used for initial shuffling and augmentation.
+        recording: With ``train(..., record=True)``: the :class:`~obliviate.recording.Recording`
+            of the run (initial weights, batch order, learning rates, optional updates), which
+            the ``sgu`` and ``amnesiac`` methods and the unrolling metrics need; else None.
     """
 
     model: nn.Module
@@ -124,13 +134,20 @@ class TrainResult:
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     seed: int = 0
+    recording: Any = None
 
 
-def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
-    """The standard classification loss ``CE(model(x), y)``."""
+def cross_entropy_loss(label_smoothing: float = 0.0, std_reg: float = 0.0) -> LossFn:
+    """The standard classification loss ``CE(model(x), y)``, plus ``std_reg`` times the
+    standard-deviation penalty of :class:`TrainConfig` when it is positive.
+    """
 
     def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits_of(model(x)), y, label_smoothing=label_smoothing)
+        logits = logits_of(model(x))
+        value = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        if std_reg > 0:
+            value = value + std_reg * logits.std(dim=1).mean() / logits.shape[1]
+        return value
 
     return loss
 
@@ -287,6 +304,34 @@ def augment_batch(x: torch.Tensor, kind: str | None, generator: torch.Generator,
 
 
 # --------------------------------------------------------------------------- the loop
+class StepHook:
+    """Sees every optimiser step of :func:`fit`; the base class changes nothing.
+
+    Subclasses: the recorder behind ``train(..., record=True)`` and the replay of a recording
+    (:mod:`obliviate.recording`). ``fit`` calls :meth:`start` once, :meth:`iterate` for each
+    epoch's batches when ``data`` is a dataset, :meth:`before_step`/:meth:`after_step` around
+    each ``optimizer.step()`` (skipped batches get neither), and :meth:`finish` at the end.
+    """
+
+    def start(self, model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig, *, custom_loss: bool) -> None:
+        """Called once before the first step."""
+
+    def iterate(
+        self, dataset: Dataset, epoch: int, batch_size: int, *, device: torch.device, generator: torch.Generator
+    ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of one epoch; by default exactly what ``fit`` draws without a hook."""
+        return iterate_batches(dataset, batch_size, device=device, shuffle=True, generator=generator)
+
+    def before_step(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Called after the backward pass, right before ``optimizer.step()``."""
+
+    def after_step(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Called right after ``optimizer.step()``."""
+
+    def finish(self, model: nn.Module) -> None:
+        """Called once after the last epoch."""
+
+
 def _progress_bar(enabled: bool | None, total: int, desc: str) -> Any:
     if enabled is None:
         enabled = sys.stderr.isatty()
@@ -323,6 +368,8 @@ def fit(
     desc: str = "train",
     counter: dict[str, int] | None = None,
     augment_fn: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    lr_factor: Callable[[int], float] | None = None,
+    step_hook: StepHook | None = None,
 ) -> list[dict[str, float]]:
     """Optimise ``model`` in place for ``config.epochs`` epochs.
 
@@ -344,6 +391,12 @@ def fit(
         augment_fn: A user augmentation hook ``augment_fn(x, generator) -> x`` applied to each
             batch on its device after ``config.augment``; draw randomness from ``generator``
             to stay reproducible.
+        lr_factor: Extra learning-rate factor per optimiser step, ``lr_factor(step)`` with
+            ``step`` the number of steps already taken; it multiplies the recipe's schedule
+            (e.g. the adversarial method's switch to ``stop_lr`` after ``stop_iter`` steps,
+            keeping the optimiser's momentum).
+        step_hook: A :class:`StepHook` that sees every optimiser step (the recorder of
+            ``train(..., record=True)``, the replay of a recording); None changes nothing.
 
     Returns:
         One dict per epoch run: ``epoch``, ``loss``, ``lr``.
@@ -351,7 +404,8 @@ def fit(
     Raises:
         DivergenceError: the loss became NaN or infinite.
     """
-    loss_fn = loss_fn or cross_entropy_loss(config.label_smoothing)
+    custom_loss = loss_fn is not None
+    loss_fn = loss_fn or cross_entropy_loss(config.label_smoothing, config.std_reg)
     if callable(data) and not isinstance(data, Dataset):
         if steps_per_epoch is None:
             raise InvalidConfigError("fit() needs steps_per_epoch when data is a batch function.")
@@ -363,7 +417,9 @@ def fit(
         dataset = data
         n_steps = math.ceil(len(dataset) / config.batch_size)  # type: ignore[arg-type]
 
-        def batches(_epoch: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        def batches(epoch: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+            if step_hook is not None:
+                return step_hook.iterate(dataset, epoch, config.batch_size, device=device, generator=generator)
             return iterate_batches(dataset, config.batch_size, device=device, shuffle=True, generator=generator)
 
     opt = make_optimizer(
@@ -376,11 +432,18 @@ def fit(
         masks=masks,
         params=params,
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(config, max(1, n_steps)))
+    recipe_factor = _lr_factor(config, max(1, n_steps))
+
+    def schedule(step: int) -> float:
+        return recipe_factor(step) * (1.0 if lr_factor is None else lr_factor(step))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     history: list[dict[str, float]] = []
     bar = _progress_bar(progress, config.epochs, desc)
     model.train()
+    if step_hook is not None:
+        step_hook.start(model, opt, config, custom_loss=custom_loss)
     try:
         for epoch in range(config.epochs):
             total, count = 0.0, 0
@@ -400,7 +463,11 @@ def fit(
                 loss.backward()
                 if config.grad_clip is not None:
                     nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                if step_hook is not None:
+                    step_hook.before_step(model, opt)
                 opt.step()
+                if step_hook is not None:
+                    step_hook.after_step(model, opt)
                 scheduler.step()
                 total += float(loss.detach()) * x.shape[0]
                 count += x.shape[0]
@@ -415,6 +482,8 @@ def fit(
     finally:
         if bar is not None:
             bar.stop()
+    if step_hook is not None:
+        step_hook.finish(model)
     return history
 
 
@@ -428,6 +497,8 @@ def train(
     masks: Mapping[str, torch.Tensor] | None = None,
     progress: bool | None = None,
     augment_fn: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    record: bool | StepHook = False,
+    record_updates: bool | Iterable[int] = False,
     **overrides: Any,
 ) -> TrainResult:
     """Train a copy of ``model`` on ``data`` with cross-entropy.
@@ -443,6 +514,18 @@ def train(
         progress: Show a progress bar (None: only on a terminal).
         augment_fn: Augmentation hook ``augment_fn(x, generator) -> x`` applied to every batch
             after ``augment`` (not part of the recorded recipe: pass it again to reproduce).
+        record: Keep a :class:`~obliviate.recording.Recording` of the run on
+            ``result.recording``: initial and final weights, the batch order (one int32
+            permutation per epoch), every step's learning rate. The trained weights are the
+            same as without recording (bit for bit for in-memory datasets). Needed by
+            ``sgu``, ``amnesiac``, the naive retrain and the unrolling metrics. A
+            :class:`~obliviate.recording.Recorder` may be given instead of True (e.g. to
+            measure the Hessian along the run).
+        record_updates: Also keep each step's parameter update (needed by ``amnesiac``):
+            True for every step, or sample indices (the numbering of ``scenario`` indices,
+            e.g. ``scenario.forget_idx``) to keep only the steps whose batch holds one of them.
+            Costs 4 bytes per trainable parameter per kept step
+            (``result.recording.nbytes()`` reports it). Needs ``record=True``.
         **overrides: Fields of :class:`TrainConfig` (``epochs``, ``lr``, ...).
 
     Returns:
@@ -474,12 +557,34 @@ def train(
     net = copy.deepcopy(model).to(dev)
     resolved = resolve_masks(net, masks)
     generator = torch.Generator().manual_seed(seed)
+    recorder: Any = None
+    if isinstance(record, StepHook):
+        if record_updates is not False:
+            raise InvalidConfigError("Pass record_updates to the Recorder itself when 'record' is a Recorder.")
+        recorder = record
+        if hasattr(recorder, "seed"):
+            recorder.seed = seed  # the recording stores the run's seed
+        if augment_fn is not None and hasattr(recorder, "augment_fn"):
+            recorder.augment_fn = True
+    elif record or record_updates is not False:
+        from .recording import Recorder
+
+        recorder = Recorder(seed=seed, updates=record_updates, augment_fn=augment_fn is not None, record=bool(record))
     with seeded(seed, dev), Timer(dev) as timer:
         history = fit(
-            net, data, config=recipe, generator=generator, device=dev, masks=resolved, progress=progress, augment_fn=augment_fn
+            net,
+            data,
+            config=recipe,
+            generator=generator,
+            device=dev,
+            masks=resolved,
+            progress=progress,
+            augment_fn=augment_fn,
+            step_hook=recorder,
         )
     net.eval()
-    return TrainResult(model=net, config=recipe, seconds=timer.seconds, history=history, seed=seed)
+    recording = getattr(recorder, "recording", None)
+    return TrainResult(model=net, config=recipe, seconds=timer.seconds, history=history, seed=seed, recording=recording)
 
 
 # --------------------------------------------------------------------------- inference

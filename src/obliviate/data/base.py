@@ -40,7 +40,8 @@ class ArrayDataset(Dataset):
     """A dataset held in memory as one input tensor and one label array.
 
     Inputs may be stored compactly (e.g. ``uint8`` images) and are turned into normalised
-    ``float32`` per batch: ``x = (raw * scale - mean) / std``.
+    ``float32`` per batch: ``x = (raw * scale - mean) / std``. Signed integer inputs without
+    ``scale``, ``mean`` and ``std`` are token ids and are returned unchanged (integers).
 
     Args:
         inputs: Tensor of shape ``(N, *input_shape)``.
@@ -87,6 +88,14 @@ class ArrayDataset(Dataset):
         return len(self.targets)
 
     def _prepare(self, raw: torch.Tensor) -> torch.Tensor:
+        if (
+            not raw.is_floating_point()
+            and raw.dtype not in (torch.uint8, torch.bool)
+            and self.scale is None
+            and self.mean is None
+            and self.std is None
+        ):
+            return raw  # token ids (text models) stay integers
         x = raw.float()
         if self.scale is not None:
             x = x * self.scale

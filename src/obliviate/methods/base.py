@@ -53,7 +53,9 @@ def register_method(name: str) -> Callable[[type[UnlearningMethod]], type[Unlear
             raise InvalidConfigError(f"{cls.__name__}.requires names unknown splits {sorted(bad)}; valid: {', '.join(SPLITS)}.")
         odd = set(cls.kinds) - set(SCENARIO_KINDS)
         if odd or not cls.kinds:
-            raise InvalidConfigError(f"{cls.__name__}.kinds must be a non-empty subset of {', '.join(SCENARIO_KINDS)}; got {sorted(cls.kinds)}.")
+            raise InvalidConfigError(
+                f"{cls.__name__}.kinds must be a non-empty subset of {', '.join(SCENARIO_KINDS)}; got {sorted(cls.kinds)}."
+            )
         cls.name = name
         METHODS.register(name, cls)
         return cls
@@ -78,6 +80,8 @@ class RunContext:
         progress: Show progress bars (None: only on a terminal).
         diagnostics: Numbers the method wants reported (losses, stop epoch ...).
         counter: ``counter["samples"]`` counts samples back-propagated, for the ``passes`` cost.
+        recording: The original model's training recording (``ob.train(..., record=True)``),
+            for methods with ``needs_recording``; else None.
     """
 
     device: torch.device
@@ -88,6 +92,7 @@ class RunContext:
     diagnostics: dict[str, float] = field(default_factory=dict)
     counter: dict[str, int] = field(default_factory=lambda: {"samples": 0})
     frozen: dict[str, torch.Tensor] = field(default_factory=dict)
+    recording: Any = None
 
     def fit(self, model: nn.Module, data: Any, config: TrainConfig, **kwargs: Any) -> list[dict[str, float]]:
         """The shared training loop with this run's generator, device, masks and counters."""
@@ -145,6 +150,8 @@ class UnlearningMethod(Config):
         kinds: The scenario kinds the method's paper supports ("random", "classwise",
             "subclass", "custom"); others are refused with a clear error.
         exact: True when the result equals retraining from scratch.
+        needs_recording: True when ``_unlearn`` needs the recording of the original training
+            (``ctx.recording``); ``unlearn`` without ``recording=`` then raises MissingDataError.
         presets: Named field overrides, e.g. ``{"digits": {...}}`` for the embedded demo.
     """
 
@@ -152,6 +159,7 @@ class UnlearningMethod(Config):
     requires: ClassVar[frozenset[str]] = frozenset({"forget"})
     kinds: ClassVar[frozenset[str]] = frozenset(SCENARIO_KINDS)
     exact: ClassVar[bool] = False
+    needs_recording: ClassVar[bool] = False
 
     def unlearn(
         self,
@@ -162,6 +170,7 @@ class UnlearningMethod(Config):
         device: str | torch.device = "auto",
         masks: Mapping[str, torch.Tensor] | None = None,
         progress: bool | None = None,
+        recording: Any = None,
     ) -> UnlearningResult:
         """Unlearn ``scenario.forget`` from a copy of ``model``.
 
@@ -172,6 +181,8 @@ class UnlearningMethod(Config):
             device: "auto", "cpu", "cuda", ...
             masks: ``{parameter name: bool tensor}``; False coordinates stay exactly as they are.
             progress: Show progress bars (None: only on a terminal).
+            recording: ``ob.train(..., record=True).recording`` of the model's training, for
+                methods that unroll it (``sgu``, ``amnesiac``); ignored by the others.
 
         Returns:
             The unlearned model with its timing, resolved configuration and diagnostics.
@@ -188,7 +199,8 @@ class UnlearningMethod(Config):
             )
         if not isinstance(scenario, Scenario):
             raise InvalidConfigError(
-                f"The 'scenario' argument of {type(self).__name__}.unlearn must be an obliviate Scenario; got {type(scenario).__name__}."
+                f"The 'scenario' argument of {type(self).__name__}.unlearn must be an obliviate Scenario; "
+                f"got {type(scenario).__name__}."
             )
         seed = check_interval(type(self).__name__, "seed", seed, kind=int, low=0)
         if scenario.kind not in self.kinds:
@@ -201,6 +213,23 @@ class UnlearningMethod(Config):
                 raise MissingDataError(
                     f"{type(self).__name__} needs a non-empty {split!r} split, but scenario {scenario.name!r} has none."
                 )
+        if recording is not None:
+            from ..recording import Recording
+
+            if not isinstance(recording, Recording):
+                raise InvalidConfigError(
+                    f"The 'recording' argument of {type(self).__name__}.unlearn must be a Recording "
+                    f"(ob.train(..., record=True).recording); got {type(recording).__name__}."
+                )
+        elif self.needs_recording:
+            raise MissingDataError(
+                f"{type(self).__name__} needs the recording of the model's training: train it with "
+                "ob.train(..., record=True) (amnesiac: also record_updates=True) and pass "
+                "recording=result.recording to unlearn."
+            )
+        load = getattr(self, "_load_dependencies", None)
+        if load is not None:
+            load()  # optional packages (e.g. peft for LoRA) are imported before the timed run
         dev = resolve_device(device)
         net = copy.deepcopy(model).to(dev)
         resolved = resolve_masks(net, masks)
@@ -212,6 +241,7 @@ class UnlearningMethod(Config):
             masks=resolved,
             progress=progress,
             frozen={n: params[n].detach().clone() for n, m in resolved.items() if not bool(m.all())},
+            recording=recording,
         )
         with seeded(seed, dev), Timer(dev) as timer:
             out = self._unlearn(net, scenario, ctx)
@@ -251,6 +281,7 @@ class UnlearningMethod(Config):
             "requires": sorted(cls.requires),
             "kinds": sorted(cls.kinds),
             "exact": cls.exact,
+            "needs_recording": cls.needs_recording,
             "presets": sorted(cls.presets),
             "defaults": cls().to_dict(),
         }
@@ -284,6 +315,7 @@ def unlearn(
     masks: Mapping[str, torch.Tensor] | None = None,
     progress: bool | None = None,
     preset: str | None = None,
+    recording: Any = None,
     **hyperparameters: Any,
 ) -> UnlearningResult:
     """Unlearn ``scenario.forget`` from a copy of ``model`` with a registered method.
@@ -297,6 +329,8 @@ def unlearn(
         masks: ``{parameter name: bool tensor}``; False coordinates stay frozen.
         progress: Show progress bars (None: only on a terminal).
         preset: Start from a named preset of the method (e.g. "digits").
+        recording: ``ob.train(..., record=True).recording`` of the model's training; needed by
+            ``sgu`` and ``amnesiac``, ignored by the other methods.
         **hyperparameters: Fields of the method; unknown names are errors.
 
     Returns:
@@ -312,7 +346,7 @@ def unlearn(
         ('ssd', 10.0)
     """
     instance = make_method(method, preset=preset, **hyperparameters)
-    return instance.unlearn(model, scenario, seed=seed, device=device, masks=masks, progress=progress)
+    return instance.unlearn(model, scenario, seed=seed, device=device, masks=masks, progress=progress, recording=recording)
 
 
 def make_method(method: str | UnlearningMethod, *, preset: str | None = None, **hyperparameters: Any) -> UnlearningMethod:

@@ -14,7 +14,9 @@ can run on themselves), in the manner of scikit-learn's ``check_estimator``:
 9. a sanity effect: exact methods equal retraining; the others do not raise forget accuracy
    by more than 5 points;
 10. runs on a model with BatchNorm and Dropout, with batch size 1 where the method has one;
-11. masked-out coordinates stay exactly as they were.
+11. masked-out coordinates stay exactly as they were;
+12. a method that needs the training recording (``needs_recording``) gets :func:`toy_recording`
+    in every run, and raises ``MissingDataError`` without it.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from ..methods import METHODS, UnlearningMethod
 from ..models import build_model
 from ..training import accuracy, train
 
-__all__ = ["toy_dataset", "toy_scenario", "toy_model", "check_method"]
+__all__ = ["toy_dataset", "toy_scenario", "toy_model", "toy_recording", "check_method"]
 
 
 def _fail(method: str, check: str, detail: str) -> AssertionError:
@@ -64,17 +66,39 @@ def toy_scenario(kind: str = "classwise", seed: int = 0) -> Scenario:
 
 
 @lru_cache(maxsize=4)
-def _trained(kind: str, seed: int) -> nn.Module:
+def _trained_run(kind: str, seed: int) -> Any:
     sc = toy_scenario(kind, seed)
     model = build_model("cnn", sc.dataset, seed=seed, width=8, dropout=0.2)
+    # recording does not change the trained weights; it lets methods that unroll the run be checked
     return train(
-        model, sc.train, epochs=15, lr=0.05, batch_size=32, schedule="cosine", seed=seed, device="cpu", progress=False
-    ).model
+        model,
+        sc.train,
+        epochs=15,
+        lr=0.05,
+        batch_size=32,
+        schedule="cosine",
+        seed=seed,
+        device="cpu",
+        progress=False,
+        record=True,
+        record_updates=True,
+    )
+
+
+def _trained(kind: str, seed: int) -> nn.Module:
+    return _trained_run(kind, seed).model
 
 
 def toy_model(kind: str = "classwise", seed: int = 0) -> nn.Module:
     """A small CNN with BatchNorm and Dropout trained on :func:`toy_scenario` (a fresh copy)."""
     return copy.deepcopy(_trained(kind, seed))
+
+
+def toy_recording(kind: str = "classwise", seed: int = 0) -> Any:
+    """The :class:`~obliviate.recording.Recording` (with every step's update) of :func:`toy_model`'s
+    training; shared between calls, so read it, never change it.
+    """
+    return _trained_run(kind, seed).recording
 
 
 def _hooks(model: nn.Module) -> int:
@@ -200,7 +224,8 @@ def check_method(method: str | type[UnlearningMethod], *, preset: str | None = "
     before = _snapshot(model)
 
     # 4-6. input untouched, output well-formed, deterministic
-    out = instance.unlearn(model, sc, seed=0, device="cpu", progress=False)
+    run: dict[str, Any] = {"recording": toy_recording("classwise")} if getattr(cls, "needs_recording", False) else {}
+    out = instance.unlearn(model, sc, seed=0, device="cpu", progress=False, **run)
     after = _snapshot(model)
     if not _same_state(before["state"], after["state"]):
         raise _fail(name, "input_unchanged", "the input model's weights or buffers changed")
@@ -217,7 +242,7 @@ def check_method(method: str | type[UnlearningMethod], *, preset: str | None = "
     if out.seconds < 0 or out.config != instance.to_dict() or out.method != name:
         raise _fail(name, "output", "seconds, config or method name of the result are wrong")
     report["output"] = "ok"
-    again = instance.unlearn(model, sc, seed=0, device="cpu", progress=False)
+    again = instance.unlearn(model, sc, seed=0, device="cpu", progress=False, **run)
     if not _same_state(out_state, again.model.state_dict()):
         raise _fail(name, "deterministic", "two runs with seed 0 on the CPU differ")
     report["deterministic"] = "ok"
@@ -225,10 +250,16 @@ def check_method(method: str | type[UnlearningMethod], *, preset: str | None = "
     # 7-8. missing data
     for split in sorted(cls.requires | {"forget"}):
         try:
-            instance.unlearn(model, _empty_split(sc, split), seed=0, device="cpu", progress=False)
+            instance.unlearn(model, _empty_split(sc, split), seed=0, device="cpu", progress=False, **run)
         except MissingDataError:
             continue
         raise _fail(name, "missing_data", f"an empty {split!r} split did not raise MissingDataError")
+    if run:
+        try:
+            instance.unlearn(model, sc, seed=0, device="cpu", progress=False)
+            raise _fail(name, "missing_data", "a method that needs a recording ran without one")
+        except MissingDataError:
+            pass
     report["missing_data"] = "ok"
 
     # 9. sanity effect
@@ -249,7 +280,7 @@ def check_method(method: str | type[UnlearningMethod], *, preset: str | None = "
     # 10. batch size 1 on the BatchNorm + Dropout model
     if "batch_size" in fields:
         tiny = dataclasses.replace(instance, batch_size=1, **({"epochs": 1} if "epochs" in fields else {}))
-        res = tiny.unlearn(model, sc, seed=0, device="cpu", progress=False)
+        res = tiny.unlearn(model, sc, seed=0, device="cpu", progress=False, **run)
         if not all(torch.isfinite(v.float()).all() for v in res.model.state_dict().values()):
             raise _fail(name, "batch_size_1", "batch size 1 gave non-finite weights")
         report["batch_size_1"] = "ok"
@@ -257,7 +288,7 @@ def check_method(method: str | type[UnlearningMethod], *, preset: str | None = "
     # 11. masks
     gen = torch.Generator().manual_seed(0)
     masks = {n: torch.rand(p.shape, generator=gen) < 0.5 for n, p in model.named_parameters()}
-    masked = instance.unlearn(model, sc, seed=0, device="cpu", masks=masks, progress=False).model
+    masked = instance.unlearn(model, sc, seed=0, device="cpu", masks=masks, progress=False, **run).model
     params_in, params_out = dict(model.named_parameters()), dict(masked.named_parameters())
     for n, m in masks.items():
         if not torch.equal(params_out[n].detach()[~m], params_in[n].detach()[~m]):

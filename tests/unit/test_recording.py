@@ -1,0 +1,160 @@
+"""Recorded training (ob.train(..., record=True)), its persistence, and its replay."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import obliviate as ob
+from obliviate.errors import IncompatibleModelError, InvalidConfigError, MissingDataError
+from obliviate.recording import RECORDING_FILE, Recorder, Recording, naive_retrain, replay
+from obliviate.testing import toy_dataset
+from obliviate.training import TrainConfig, _lr_factor
+
+
+def _same(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.fixture(scope="module")
+def small():
+    """The 250 training samples of the toy digits; every tenth one is forgotten."""
+    return ob.Scenario.from_indices(toy_dataset(), np.arange(0, 250, 10), val_fraction=0.0)
+
+
+KW = dict(epochs=3, lr=0.05, batch_size=32, schedule="cosine", seed=3, device="cpu", progress=False)
+
+
+def test_recording_does_not_change_the_trained_weights(class3):
+    model = ob.build_model("cnn", class3.dataset, seed=0, dropout=0.3)
+    kw = dict(epochs=2, lr=0.05, batch_size=64, seed=7, device="cpu", progress=False)
+    plain = ob.train(model, class3.train, **kw)
+    recorded = ob.train(model, class3.train, record=True, record_updates=True, **kw)
+    assert plain.recording is None
+    assert _same(plain.model, recorded.model)
+    assert recorded.recording.dropout  # dropout makes a replay approximate; it is flagged
+
+
+def test_recording_holds_the_batch_order_and_the_learning_rates(small):
+    model = ob.build_model("mlp", small.dataset, seed=0, hidden=(8,))
+    res = ob.train(model, small.train, record=True, **KW)
+    rec = res.recording
+    n, bs = len(small.train), 32
+    per_epoch = math.ceil(n / bs)
+    assert rec.num_steps == 3 * per_epoch and rec.num_epochs == 3 and rec.num_samples == n
+    assert np.array_equal(rec.ids, small.train_idx)  # dataset numbering: the scenario's indices
+    assert np.array_equal(rec.labels, small.dataset.train_targets[small.train_idx])
+    for order in rec.orders:
+        assert order.dtype == np.int32 and np.array_equal(np.sort(order), np.arange(n))
+    # the batches of an epoch partition the training positions
+    epoch1 = np.concatenate([rec.batch(s) for s in range(per_epoch, 2 * per_epoch)])
+    assert np.array_equal(np.sort(epoch1), np.arange(n))
+    factor = _lr_factor(TrainConfig.from_dict(res.config.to_dict()), per_epoch)
+    np.testing.assert_allclose(rec.lrs, [0.05 * factor(s) for s in range(rec.num_steps)], rtol=1e-12)
+    assert rec.updates is None and rec.nbytes()["updates"] == 0
+    # the recorded initial weights are the input model's
+    assert all(torch.equal(rec.initial[k], v) for k, v in model.state_dict().items())
+    assert all(torch.equal(rec.final[k], v) for k, v in res.model.state_dict().items())
+
+
+def test_recorded_updates_sum_to_the_weight_change_and_can_be_restricted(small):
+    model = ob.build_model("mlp", small.dataset, seed=0, hidden=(8,))
+    rec = ob.train(model, small.train, record=True, record_updates=True, **KW).recording
+    total = rec.update_sum(np.arange(rec.num_steps))
+    torch.testing.assert_close(total, rec.vector(rec.final) - rec.vector(rec.initial), atol=1e-6, rtol=0)
+    p = sum(t.numel() for n, t in rec.initial.items() if n in rec.param_names)
+    assert rec.nbytes()["updates"] == rec.num_steps * p * 4
+    # only the steps whose batch holds sample 10 of the train split
+    some = ob.train(model, small.train, record=True, record_updates=[10], **KW).recording
+    want = np.flatnonzero(some.steps_holding(some.positions([10])))
+    assert np.array_equal(some.update_steps, want) and len(want) == 3  # once per epoch
+    torch.testing.assert_close(some.update_sum(want), rec.update_sum(want))
+    with pytest.raises(MissingDataError, match="record_updates"):
+        some.update_sum(np.arange(rec.num_steps))
+
+
+def test_record_updates_needs_record_and_a_recorder_may_be_given(small):
+    model = ob.build_model("mlp", small.dataset, seed=0, hidden=(8,))
+    with pytest.raises(InvalidConfigError, match="record=True"):
+        ob.train(model, small.train, record_updates=True, **KW)
+    rec = ob.train(model, small.train, record=Recorder(hessian_every=10, hessian_samples=64), **KW).recording
+    assert rec.num_steps == 24 and rec.hessian_steps.tolist() == [0, 10, 20]  # at w_0, then every 10 steps
+    assert np.all(np.isfinite(rec.hessian_eigenvalues)) and rec.seed == 3
+
+
+def test_batches_of_one_skipped_under_batchnorm_are_not_steps(digits):
+    sc = ob.Scenario.from_indices(digits, [0], val_fraction=0.0)
+    data = ob.data.Subset(digits.train, np.arange(65))
+    model = ob.build_model("cnn", digits, seed=0, width=4)
+    rec = ob.train(model, data, epochs=2, lr=0.05, batch_size=64, device="cpu", progress=False, record=True).recording
+    assert rec.num_steps == 2 and rec.step_batch.tolist() == [0, 0]
+    assert len(sc.forget) == 1
+
+
+def test_save_and_load_round_trip(tmp_path, small):
+    model = ob.build_model("cnn", small.dataset, seed=0, width=4)
+    rec = ob.train(model, small.train, record=True, record_updates=True, **KW).recording
+    rec.save(tmp_path)
+    back = Recording.load(tmp_path)
+    for name in ("ids", "labels", "step_epoch", "step_batch", "lrs", "update_steps"):
+        assert np.array_equal(getattr(back, name), getattr(rec, name)), name
+    assert all(np.array_equal(a, b) for a, b in zip(back.orders, rec.orders, strict=True))
+    assert back.config == rec.config and back.param_names == rec.param_names and back.batch_size == rec.batch_size
+    assert torch.equal(back.updates, rec.updates)
+    assert all(torch.equal(back.initial[k], rec.initial[k]) for k in rec.initial)
+    with open(tmp_path / RECORDING_FILE, "rb") as f:
+        assert not f.read(2).startswith(b"\x80")  # not a pickle
+    with pytest.raises(InvalidConfigError, match="does not exist"):
+        Recording.load(tmp_path / "elsewhere")
+
+
+def test_replay_without_exclusions_reproduces_the_run_bit_for_bit(small):
+    for name, kw in (("mlp", {"hidden": (8,)}), ("cnn", {"width": 4})):
+        model = ob.build_model(name, small.dataset, seed=0, **kw)
+        res = ob.train(model, small.train, record=True, momentum=0.9, weight_decay=5e-4, **KW)
+        rec = res.recording
+        again, steps = replay(model, rec, rec.training_data(small.dataset.train), device="cpu")
+        assert steps == rec.num_steps and _same(again, res.model), name
+
+
+def test_naive_retrain_skips_exactly_the_forget_samples(small):
+    model = ob.build_model("mlp", small.dataset, seed=0, hidden=(8,))
+    rec = ob.train(model, small.train, record=True, **KW).recording
+    net = naive_retrain(model, rec, small, device="cpu")
+    # by hand: the same loop over the recorded batches minus the forget positions
+    forget = rec.positions(small.forget_idx)
+    by_hand = ob.build_model("mlp", small.dataset, seed=0, hidden=(8,))
+    opt = torch.optim.SGD(by_hand.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    data = rec.training_data(small.dataset.train)
+    for s in range(rec.num_steps):
+        kept = np.setdiff1d(rec.batch(s), forget, assume_unique=True)
+        kept = rec.batch(s)[np.isin(rec.batch(s), kept)]
+        x, y = next(iter(ob.data.iterate_batches(ob.data.Subset(data, kept), len(kept), device=torch.device("cpu"))))
+        for g in opt.param_groups:
+            g["lr"] = rec.lrs[s]
+        opt.zero_grad()
+        nn.functional.cross_entropy(by_hand(x), y).backward()
+        opt.step()
+    for (n, p), q in zip(net.named_parameters(), by_hand.parameters(), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=0, msg=n)
+
+
+def test_recordings_refuse_other_data_and_unknown_samples(small):
+    model = ob.build_model("mlp", small.dataset, seed=0, hidden=(8,))
+    rec = ob.train(model, small.train, record=True, **KW).recording
+    with pytest.raises(MissingDataError, match="not in the recorded training set"):
+        rec.positions([1000])
+    toy = small.dataset
+    shifted = ob.from_arrays(toy.train.inputs, (toy.train_targets + 1) % 10, toy.test.inputs, toy.test_targets)
+    with pytest.raises(IncompatibleModelError, match="labels differ"):
+        rec.training_data(shifted.train)
+    with pytest.raises(IncompatibleModelError, match="refers to sample"):
+        rec.training_data(ob.data.Subset(toy.train, np.arange(100)))
+    augmented = ob.train(model, small.train, record=True, augment="flip", **{**KW, "epochs": 1}).recording
+    with pytest.raises(InvalidConfigError, match="augmentation"):
+        naive_retrain(model, augmented, small)
+    with pytest.raises(IncompatibleModelError, match="does not match the recording"):
+        replay(ob.build_model("mlp", small.dataset, hidden=(9,)), rec, rec.training_data(small.dataset.train))
