@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad, jacrev, vmap
 from torch.utils.data import Dataset
 
 from ._utils import eval_mode
@@ -21,7 +21,7 @@ from .data.base import iterate_batches
 from .errors import InvalidConfigError
 from .models.adapter import logits_of
 
-__all__ = ["per_sample_gradients", "per_sample_sum", "LOSSES"]
+__all__ = ["per_sample_gradients", "per_sample_sum", "per_sample_fisher", "FISHER_KINDS", "LOSSES"]
 
 SampleLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -108,4 +108,92 @@ def per_sample_sum(
         n += x.shape[0]
         if counter is not None:
             counter["samples"] = counter.get("samples", 0) + x.shape[0]
+    return totals, n
+
+
+FISHER_KINDS = ("expected", "empirical")
+
+
+def per_sample_fisher(
+    model: nn.Module,
+    data: Dataset,
+    *,
+    kind: str = "expected",
+    batch_size: int = 64,
+    chunk_size: int | None = None,
+    device: torch.device,
+    counter: dict[str, int] | None = None,
+) -> tuple[dict[str, torch.Tensor], int]:
+    """Sum over ``data`` of each sample's diagonal Fisher information, per parameter.
+
+    ``kind="expected"``: the true Fisher of the model's predictive distribution,
+    ``F_i = E_{k ~ p(.|x_i)} (∂ log p_k(x_i) / ∂θ)² = Σ_k p_k(x_i) (∂ log p_k(x_i) / ∂θ)²``
+    (no labels are read). Per sample, the Jacobian of the C log-probabilities is taken with
+    ``vmap(jacrev(...))`` (one forward and C vectorised backward passes per sample, vmapped over
+    the samples: no Python loop over samples or classes); the probabilities come from the same
+    forward and are constants. ``kind="empirical"``: ``(∂ log p_{y_i}(x_i) / ∂θ)²`` with the true
+    labels (:func:`per_sample_gradients`).
+
+    Args:
+        model: The classifier; evaluated in eval mode (its mode is restored).
+        data: The samples.
+        kind: "expected" or "empirical".
+        batch_size: Samples per batch.
+        chunk_size: Samples per vectorised chunk (bounds memory: the expected Fisher holds
+            ``chunk × C × P`` floats). None: as many as fit in about 1 GiB of float32 for the
+            expected Fisher, the whole batch for the empirical one.
+        device: Device of the model.
+        counter: ``counter["samples"]`` grows by the samples back-propagated (``C`` per sample
+            for the expected Fisher).
+
+    Returns:
+        (parameter name -> summed Fisher of the parameter's shape, number of samples). Divide by
+        the count for the mean.
+    """
+    if kind not in FISHER_KINDS:
+        raise InvalidConfigError(f"The 'kind' argument of per_sample_fisher must be one of {FISHER_KINDS}; got {kind!r}.")
+    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    frozen = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
+    buffers = {n: b.detach() for n, b in model.named_buffers()}
+    size = sum(p.numel() for p in params.values())
+
+    def log_probs(p: dict[str, torch.Tensor], xi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = torch.log_softmax(logits_of(functional_call(model, ({**p, **frozen}, buffers), (xi.unsqueeze(0),))), dim=-1)[0]
+        return out, out.detach().exp()
+
+    totals: dict[str, torch.Tensor] = {}
+    n = 0
+
+    def add(name: str, contribution: torch.Tensor) -> None:
+        totals[name] = totals[name] + contribution if name in totals else contribution
+
+    for x, y in iterate_batches(data, batch_size, device=device):
+        if kind == "empirical":
+            for name, g in per_sample_gradients(model, x, y, chunk_size=chunk_size).items():
+                add(name, g.square().sum(dim=0))
+            passes = 1
+        elif x.shape[0] == 1:  # one sample: C plain backward passes beat the vmap machinery's overhead
+            names = list(params)
+            tensors = [p for n, p in model.named_parameters() if n in params]
+            with eval_mode(model):
+                log_p = torch.log_softmax(logits_of(model(x)), dim=-1)[0]
+                probs = log_p.detach().exp()
+                passes = log_p.shape[0]
+                for k in range(passes):
+                    grads = torch.autograd.grad(log_p[k], tensors, retain_graph=k < passes - 1, allow_unused=True)
+                    for name, g in zip(names, grads, strict=True):
+                        if g is not None:
+                            add(name, probs[k].to(g.dtype) * g.square())
+        else:
+            with eval_mode(model):
+                classes = logits_of(model(x[:1])).shape[-1]
+                chunk = chunk_size or max(1, 2**28 // max(1, classes * size))
+                jac, probs = vmap(jacrev(log_probs, has_aux=True), in_dims=(None, 0), chunk_size=chunk)(params, x)
+            for name, j in jac.items():  # j: (B, C, *shape)
+                weight = probs.to(j.dtype).reshape(*probs.shape, *([1] * (j.dim() - 2)))
+                add(name, (weight * j.square()).sum(dim=(0, 1)))
+            passes = classes
+        n += x.shape[0]
+        if counter is not None:
+            counter["samples"] = counter.get("samples", 0) + passes * x.shape[0]
     return totals, n

@@ -9,13 +9,14 @@ from torch import nn
 
 from ..data.scenario import Scenario
 from .base import FineTuneRecipe, RunContext, UnlearningMethod, register_method
+from .lora import LoraFields
 
 __all__ = ["Finetune"]
 
 
 @register_method("finetune")
 @dataclass(frozen=True, kw_only=True)
-class Finetune(UnlearningMethod, FineTuneRecipe):
+class Finetune(UnlearningMethod, FineTuneRecipe, LoraFields):
     """Fine-tune the model on the retain set only (FT).
 
     Warnecke et al. (2023) and Unlearn-Sparse (Jia et al., NeurIPS'23, arXiv:2304.04934) use it
@@ -32,6 +33,12 @@ class Finetune(UnlearningMethod, FineTuneRecipe):
         weight_decay: Weight decay. Default 5e-4.
         batch_size: Batch size. Default 256.
         schedule: "constant" (the papers') or "cosine". Default "constant".
+        use_lora: Train LoRA adapters on every Linear/Conv2d layer (the head in full) and merge
+            them back, instead of all weights (vlgiitr's LoRA fine-tuning; needs peft).
+            Default False.
+        lora_rank: LoRA rank r. Default 8.
+        lora_alpha: LoRA scale α_lora (update ``α_lora/r · B A``). Default 16.
+        lora_dropout: Dropout on the adapter input. Default 0.1.
 
     Presets:
         digits: 3 epochs at lr 0.1 (cosine to 0), batch 64: a tenth of the demo's 30
@@ -45,5 +52,4 @@ class Finetune(UnlearningMethod, FineTuneRecipe):
     }
 
     def _unlearn(self, model: nn.Module, scenario: Scenario, ctx: RunContext) -> nn.Module:
-        ctx.fit(model, scenario.retain, self.recipe(), desc="finetune")
-        return model
+        return self.fit_maybe_lora(model, scenario.retain, self.recipe(), ctx, desc="finetune")

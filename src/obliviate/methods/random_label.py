@@ -12,6 +12,7 @@ from torch import nn
 from ..data.base import Concat, Relabeled
 from ..data.scenario import Scenario
 from .base import FineTuneRecipe, RunContext, UnlearningMethod, register_method
+from .lora import LoraFields
 
 __all__ = ["RandomLabel", "random_wrong_labels"]
 
@@ -24,7 +25,7 @@ def random_wrong_labels(labels: np.ndarray, num_classes: int, generator: torch.G
 
 @register_method("random_label")
 @dataclass(frozen=True, kw_only=True)
-class RandomLabel(UnlearningMethod, FineTuneRecipe):
+class RandomLabel(UnlearningMethod, FineTuneRecipe, LoraFields):
     """Fine-tune on the forget set relabelled at random, together with the retain set (RL).
 
     Golatkar et al. (2020) / Hayase et al. as used in SalUn (Fan et al., ICLR'24,
@@ -48,6 +49,12 @@ class RandomLabel(UnlearningMethod, FineTuneRecipe):
         weight_decay: Weight decay. Default 5e-4.
         batch_size: Batch size. Default 256.
         schedule: "constant" or "cosine". Default "constant".
+        use_lora: Train LoRA adapters on every Linear/Conv2d layer (the head in full) and merge
+            them back, instead of all weights (vlgiitr's LoRA fine-tuning; needs peft).
+            Default False.
+        lora_rank: LoRA rank r. Default 8.
+        lora_alpha: LoRA scale α_lora (update ``α_lora/r · B A``). Default 16.
+        lora_dropout: Dropout on the adapter input. Default 0.1.
 
     Presets:
         digits: 4 epochs at lr 0.02 (cosine), batch 64.
@@ -64,5 +71,4 @@ class RandomLabel(UnlearningMethod, FineTuneRecipe):
         forget = scenario.forget
         wrong = random_wrong_labels(forget.targets, scenario.dataset.num_classes, ctx.generator)
         data = Concat([Relabeled(forget, wrong), scenario.retain])
-        ctx.fit(model, data, self.recipe(), desc="random label")
-        return model
+        return self.fit_maybe_lora(model, data, self.recipe(), ctx, desc="random label")

@@ -50,6 +50,8 @@ class Retrain(UnlearningMethod, TrainConfig):
         label_smoothing: Label smoothing. Default 0.
         grad_clip: Gradient-norm clip or None. Default None.
         nesterov: Nesterov momentum. Default False.
+        std_reg: Weight λ_SD of the standard-deviation loss (Thudi et al.); pass the original
+            recipe's. Default 0.
 
     Presets:
         digits: the embedded demo's training recipe (30 epochs, lr 0.05, batch 64, cosine).

@@ -116,7 +116,9 @@ class ModelAdapter:
                 :meth:`features` / :meth:`head` with an input first).
         """
         if self._head is None:
-            raise IncompatibleModelError("The head is located from an input: pass example= to ModelAdapter or call features(x) first.")
+            raise IncompatibleModelError(
+                "The head is located from an input: pass example= to ModelAdapter or call features(x) first."
+            )
         return self._head[0]
 
     def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

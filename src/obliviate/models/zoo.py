@@ -151,6 +151,51 @@ def _vgg16_bn(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     return model
 
 
+@MODELS.register("vit_tiny")
+def _vit_tiny(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    patch_size: int = 4,
+    embed_dim: int = 64,
+    depth: int = 4,
+    num_heads: int = 4,
+    mlp_ratio: float = 2.0,
+) -> nn.Module:
+    """A small timm VisionTransformer (extra ``vit``): patch 4, width 64, depth 4, 4 heads.
+
+    Built for the input size (32x32 CIFAR: 64 patches; 8x8 digits: 4 patches) with a class
+    token and a linear head, so it trains on the CPU; widen it with ``embed_dim``/``depth``.
+    """
+    try:
+        from timm.models.vision_transformer import VisionTransformer
+    except ImportError as e:
+        from ..errors import MissingDependencyError
+
+        raise MissingDependencyError("The 'vit_tiny' model needs timm: pip install obliviate[vit]") from e
+    if len(input_shape) != 3:
+        raise IncompatibleModelError(f"The 'vit_tiny' model takes images (C, H, W); got input shape {input_shape}.")
+    c, h, w = input_shape
+    patch_size = check_interval("vit_tiny", "patch_size", patch_size, kind=int, low=1)
+    if h % patch_size or w % patch_size:
+        raise IncompatibleModelError(f"The 'vit_tiny' model needs image sides divisible by patch_size={patch_size}; got {h}x{w}.")
+    depth = check_interval("vit_tiny", "depth", depth, kind=int, low=1)
+    num_heads = check_interval("vit_tiny", "num_heads", num_heads, kind=int, low=1)
+    embed_dim = check_interval("vit_tiny", "embed_dim", embed_dim, kind=int, low=1)
+    if embed_dim % num_heads:
+        raise InvalidConfigError(f"The 'embed_dim' option of vit_tiny ({embed_dim}) must be divisible by num_heads={num_heads}.")
+    return VisionTransformer(
+        img_size=(h, w),
+        patch_size=patch_size,
+        in_chans=c,
+        num_classes=num_classes,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        mlp_ratio=check_interval("vit_tiny", "mlp_ratio", mlp_ratio, low=0.0, closed="neither"),
+    )
+
+
 def reinitialize(model: nn.Module, seed: int) -> nn.Module:
     """Re-initialise every parameter of ``model`` in place, deterministically from ``seed``.
 
@@ -172,6 +217,10 @@ def reinitialize(model: nn.Module, seed: int) -> nn.Module:
                 covered.update(id(p) for p in module.parameters(recurse=False))
         init_weights = getattr(model, "init_weights", None)
         if callable(init_weights):
+            # Hugging Face skips modules and tensors flagged as initialised: clear the flags first
+            for obj in [*model.modules(), *model.parameters(), *model.buffers()]:
+                if getattr(obj, "_is_hf_initialized", False):
+                    obj._is_hf_initialized = False
             init_weights()
             covered.update(id(p) for p in model.parameters())
     missed = [n for n, p in model.named_parameters() if id(p) not in covered]
@@ -195,7 +244,7 @@ def build_model(
     """Build a registered model for a dataset, initialised from ``seed``.
 
     Args:
-        name: ``mlp``, ``cnn``, ``resnet18`` or ``vgg16_bn``.
+        name: ``mlp``, ``cnn``, ``resnet18``, ``vgg16_bn``, ``vit_tiny`` (extra ``vit``) ...
         dataset: A :class:`~obliviate.data.DatasetSplits` or :class:`~obliviate.data.Scenario`
             giving the input shape and number of classes.
         seed: Initialisation seed.

@@ -1,0 +1,222 @@
+"""Influence unlearning (IU): one Newton-type step with a WoodFisher inverse-Hessian approximation."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from .._utils import eval_mode
+from .._validation import Interval, Options, param
+from ..data.base import Subset, iterate_batches
+from ..data.scenario import Scenario
+from ..errors import UnlearningWarning
+from ..models.adapter import logits_of
+from ..per_sample import per_sample_gradients
+from .base import RunContext, UnlearningMethod, register_method
+
+__all__ = ["InfluenceUnlearning", "summed_gradient", "per_sample_matrix", "woodbury_ihvp", "heuristic_ihvp"]
+
+
+def _flat(parts: dict[str, torch.Tensor], names: list[str], masks: dict[str, torch.Tensor], batched: bool) -> torch.Tensor:
+    chunks = []
+    for n in names:
+        g = parts[n]
+        if n in masks:
+            g = g * masks[n]
+        chunks.append(g.reshape(g.shape[0], -1) if batched else g.reshape(-1))
+    return torch.cat(chunks, dim=1 if batched else 0)
+
+
+def summed_gradient(
+    model: nn.Module,
+    data: Dataset,
+    names: list[str],
+    *,
+    batch_size: int,
+    device: torch.device,
+    masks: dict[str, torch.Tensor],
+    counter: dict[str, int] | None = None,
+) -> torch.Tensor:
+    """``Σ_i ∇ CE(f(x_i), y_i)`` over ``data`` as one flat vector (batched, eval mode, masked)."""
+    params = dict(model.named_parameters())
+    tensors = [params[n] for n in names]
+    total = [torch.zeros_like(t) for t in tensors]
+    with eval_mode(model):
+        for x, y in iterate_batches(data, batch_size, device=device):
+            loss = F.cross_entropy(logits_of(model(x)), y, reduction="sum")
+            for acc, g in zip(total, torch.autograd.grad(loss, tensors, allow_unused=True), strict=True):
+                if g is not None:
+                    acc += g
+            if counter is not None:
+                counter["samples"] = counter.get("samples", 0) + x.shape[0]
+    return _flat(dict(zip(names, total, strict=True)), names, masks, batched=False)
+
+
+def per_sample_matrix(
+    model: nn.Module,
+    data: Dataset,
+    names: list[str],
+    *,
+    batch_size: int,
+    device: torch.device,
+    masks: dict[str, torch.Tensor],
+    counter: dict[str, int] | None = None,
+) -> torch.Tensor:
+    """Per-sample gradients of ``data`` as an ``(N, P)`` matrix (vectorised, eval mode, masked)."""
+    rows = []
+    for x, y in iterate_batches(data, batch_size, device=device):
+        grads = per_sample_gradients(model, x, y)
+        rows.append(_flat(grads, names, masks, batched=True))
+        if counter is not None:
+            counter["samples"] = counter.get("samples", 0) + x.shape[0]
+    return torch.cat(rows)
+
+
+def woodbury_ihvp(grads: torch.Tensor, v: torch.Tensor, damping: float) -> torch.Tensor:
+    """``(λI + (1/N) Gᵀ G)⁻¹ v`` exactly, for the N per-sample gradients in the rows of ``G``.
+
+    The WoodFisher approximation of the inverse Hessian (Singh & Alistarh, NeurIPS'20,
+    arXiv:2004.14340): the empirical Fisher of N samples, damped by λ. Its Sherman–Morrison
+    recursion ``F_k⁻¹ = F_{k-1}⁻¹ − F_{k-1}⁻¹ g_k g_kᵀ F_{k-1}⁻¹ / (N + g_kᵀ F_{k-1}⁻¹ g_k)``,
+    ``F_0⁻¹ = I/λ``, ends at the same matrix as the Woodbury identity used here,
+    ``(1/λ) (v − Gᵀ (NλI + G Gᵀ)⁻¹ G v)``, which needs one N×N Cholesky solve (in float64)
+    instead of N rank-one updates of P×P matrices. Memory: G itself, N·P floats.
+    """
+    n = grads.shape[0]
+    gram = (grads @ grads.T).double()
+    gram.diagonal().add_(n * damping)
+    rhs = (grads @ v).double().unsqueeze(1)
+    chol = torch.linalg.cholesky(gram)
+    w = torch.cholesky_solve(rhs, chol).squeeze(1).to(v.dtype)
+    return (v - grads.T @ w) / damping
+
+
+def heuristic_ihvp(grads: torch.Tensor, v: torch.Tensor, n_const: int) -> torch.Tensor:
+    """The seed code's cheap rank-one recursion (Unlearn-Sparse's ``woodfisher``): a heuristic.
+
+    ``k ← v``, ``o ← g_1``; for every later sample g: ``t = oᵀg``,
+    ``k ← k − (kᵀg / (N + t)) o``, ``o ← o − (t / (N + t)) o``. It is *not* the
+    Sherman–Morrison WoodFisher inverse (that needs ``F_{k-1}⁻¹ g`` for every new g); it
+    only removes from v components along one running direction. Kept for reproducing the
+    papers' IU numbers. The loop runs over precomputed gradient vectors (cheap vector
+    operations), not over backward passes.
+    """
+    k = v.clone()
+    o = grads[0].clone()
+    for g in grads[1:]:
+        t = torch.dot(o, g)
+        k -= (torch.dot(k, g) / (n_const + t)) * o
+        o -= (t / (n_const + t)) * o
+    return k
+
+
+@register_method("iu")
+@dataclass(frozen=True, kw_only=True)
+class InfluenceUnlearning(UnlearningMethod):
+    """Influence unlearning (IU) with a WoodFisher inverse Hessian, as in Unlearn-Sparse (arXiv:2304.04934).
+
+    Koh & Liang's influence function (ICML'17) applied to removing D_f (Izzo et al.,
+    AISTATS'21; Unlearn-Sparse's ``wfisher``): one step ``θ ← θ + α · H⁻¹ v`` with
+
+        ``v = g_f / n − (n_f / (n · n_r)) · g_r``,
+
+    where ``g_f = Σ_{D_f} ∇ℓ`` and ``g_r = Σ_{D_r} ∇ℓ`` are total cross-entropy gradients
+    (batched, eval mode), ``n_f = |D_f|``, ``n_r = |D_r|``, ``n = n_f + n_r``. At an optimum of
+    the full training loss ``v = g_f / n_r``, and with α = 1 the step is the Newton step
+    towards the minimiser of the retain loss. The inverse-Hessian–vector product (``ihvp``):
+
+    - "woodbury" (default): the exact WoodFisher product
+      ``(λI + (1/N) Σ_i g_i g_iᵀ)⁻¹ v`` over the per-sample gradients of N retain samples
+      (vectorised with :func:`obliviate.per_sample.per_sample_gradients`), see
+      :func:`woodbury_ihvp`. **Memory: N × P floats** (N samples, P parameters): 24 MB for the
+      demo CNN with N = 1000, but 45 GB for a ResNet-18; N is capped so that the matrix fits in
+      ``max_memory_gb`` (with a warning and the N used reported as ``ihvp_samples``).
+    - "heuristic": the seed code's rank-one recursion (:func:`heuristic_ihvp`), which is not an
+      inverse Hessian; kept to reproduce the papers' numbers.
+
+    The N samples are drawn from D_r at random with the run's generator (the seed code takes
+    the first ones in loader order). Masked-out coordinates are left out of every gradient,
+    so the step never touches them.
+
+    Data needs: forget, retain. Cost: one backward pass over D_f and one over D_r, plus N
+    per-sample gradients (vectorised); no optimiser steps.
+
+    Args:
+        alpha: Step size α. Default 1 (the Newton step) for "woodbury"; the papers' scripts use
+            10 (CIFAR-10) or 2 (SVHN) with the heuristic (preset ``unlearn_sparse``).
+        ihvp: "woodbury" or "heuristic". Default "woodbury".
+        num_samples: N, the retain samples of the Fisher approximation (also the constant of
+            the heuristic's denominators). Default 1000 (Unlearn-Sparse).
+        damping: λ of the damped empirical Fisher (Woodbury only). Default 1e-3.
+        batch_size: Batch size of the gradient passes. Default 128.
+        max_memory_gb: Cap on the N × P gradient matrix in GiB (Woodbury only). Default 2.
+
+    Presets:
+        unlearn_sparse: the seed code (heuristic recursion, α 10, N 1000).
+        digits: Woodbury with N 1000, λ 1e-3 and α 0.07. On class:3 (the demo CNN, seeds 0
+            and 1, and a 12-epoch model) forget accuracy falls to 0 with retain accuracy
+            ≥ 98.3 %; α 0.05 leaves 9-23 % forget accuracy, α 0.1 costs up to 6 retain points,
+            λ 1e-2 needs a ~7x larger α and loses more retain accuracy. On random:0.1 the step
+            leaves the model where it is, as the oracle nearly does.
+    """
+
+    requires: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
+    presets: ClassVar[dict] = {
+        "unlearn_sparse": {"ihvp": "heuristic", "alpha": 10.0, "num_samples": 1000},
+        "digits": {"ihvp": "woodbury", "alpha": 0.07, "num_samples": 1000, "damping": 1e-3},
+    }
+
+    alpha: float = param(1.0, Interval(float, 0.0))
+    ihvp: str = param("woodbury", Options("woodbury", "heuristic"))
+    num_samples: int = param(1000, Interval(int, 2))
+    damping: float = param(1e-3, Interval(float, 0.0, closed="neither"))
+    batch_size: int = param(128, Interval(int, 1))
+    max_memory_gb: float = param(2.0, Interval(float, 0.0, closed="neither"))
+
+    def _unlearn(self, model: nn.Module, scenario: Scenario, ctx: RunContext) -> nn.Module:
+        names = [n for n, p in model.named_parameters() if p.requires_grad]
+        common = {"batch_size": self.batch_size, "device": ctx.device, "masks": ctx.masks, "counter": ctx.counter}
+        g_f = summed_gradient(model, scenario.forget, names, **common)
+        g_r = summed_gradient(model, scenario.retain, names, **common)
+        n_f, n_r = len(scenario.forget), len(scenario.retain)
+        n = n_f + n_r
+        v = g_f / n - (n_f / (n * n_r)) * g_r
+        size = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        wanted = min(self.num_samples + (2 if self.ihvp == "heuristic" else 0), n_r)
+        if self.ihvp == "woodbury":
+            fits = int(self.max_memory_gb * 2**30 // (4 * max(size, 1)))
+            if fits < wanted:
+                warnings.warn(
+                    f"InfluenceUnlearning: {wanted} per-sample gradients of {size} parameters need "
+                    f"{wanted * size * 4 / 2**30:.1f} GiB > max_memory_gb={self.max_memory_gb}; using {max(fits, 1)} samples.",
+                    UnlearningWarning,
+                    stacklevel=2,
+                )
+                wanted = max(fits, 1)
+        chosen = torch.randperm(n_r, generator=ctx.generator)[:wanted].sort().values.numpy()
+        grads = per_sample_matrix(model, Subset(scenario.retain, chosen), names, **common)
+        if self.ihvp == "woodbury":
+            step = woodbury_ihvp(grads, v, self.damping)
+        else:
+            step = heuristic_ihvp(grads, v, self.num_samples)
+        del grads
+        params = dict(model.named_parameters())
+        start = 0
+        with torch.no_grad():
+            for name in names:
+                p = params[name]
+                delta = (self.alpha * step[start : start + p.numel()]).view_as(p)
+                if name in ctx.masks:
+                    delta = delta * ctx.masks[name]
+                p.add_(delta)
+                start += p.numel()
+        ctx.diagnostics["ihvp_samples"] = float(wanted)
+        ctx.diagnostics["step_norm"] = float(self.alpha * step.norm())
+        ctx.diagnostics["v_norm"] = float(v.norm())
+        return model
