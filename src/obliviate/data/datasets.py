@@ -23,7 +23,7 @@ from ..errors import DatasetNotFoundError, InvalidConfigError
 from ..registry import Registry, suggest
 from .base import ArrayDataset, DatasetSplits, LabeledDataset, _as_labels, first_input, targets_of
 
-__all__ = ["DATASETS", "load_dataset", "from_arrays", "from_dataset", "default_root", "CIFAR100_COARSE"]
+__all__ = ["DATASETS", "load_dataset", "from_arrays", "from_dataset", "default_root", "CIFAR100_COARSE", "DIGITS_COARSE"]
 
 DATASETS: Registry[Callable[..., DatasetSplits]] = Registry("dataset")
 
@@ -66,7 +66,8 @@ def load_dataset(
     """Load a registered dataset.
 
     Args:
-        name: Registry name: ``digits`` (embedded, default), ``cifar10``, ``cifar100``,
+        name: Registry name: ``digits`` (embedded, default), ``digits_coarse`` (the same
+            digits grouped into five super-classes, for sub-class forgetting), ``cifar10``, ``cifar100``,
             ``cifar20``, ``svhn``, ``mnist``, ``fashion_mnist``.
         root: Directory holding the torchvision files (ignored by ``digits``).
         download: Let torchvision download missing files. Never implied.
@@ -117,6 +118,44 @@ def _digits(*, root: Any = None, download: bool = False, test_fraction: float = 
         input_shape=(1, 8, 8),
         augment=None,
         info={"source": "sklearn.datasets.load_digits", "split_seed": 0, "test_fraction": test_fraction},
+    )
+
+
+# digit -> super-class of ``digits_coarse``: pairs of digits that share most of their strokes.
+DIGITS_COARSE: tuple[int, ...] = (0, 1, 2, 3, 4, 2, 0, 1, 3, 4)
+DIGITS_COARSE_CLASSES: tuple[str, ...] = ("0/6", "1/7", "2/5", "3/8", "4/9")
+
+
+@DATASETS.register("digits_coarse")
+def _digits_coarse(*, root: Any = None, download: bool = False, test_fraction: float = 0.2) -> DatasetSplits:
+    """The embedded digits grouped into five super-classes, for sub-class forgetting.
+
+    The same images and the same train/test split as ``digits``; the targets are five
+    super-classes of two digits each (``DIGITS_COARSE``), pairing digits whose handwritten
+    shapes share most of their strokes: ``0/6`` (a closed lower loop), ``1/7`` (one long
+    slanted stroke), ``2/5`` (an S-like stroke, mirrored), ``3/8`` (two right-hand bowls) and
+    ``4/9`` (a loop or angle on a vertical stem). ``train_fine``/``test_fine`` hold the digits
+    themselves, so ``Scenario.subclass(ds, fine_class=3)`` forgets the 3s inside super-class
+    ``3/8`` (the digits analogue of CIFAR-20's "rocket" inside "vehicles 2"). The validation
+    split, being stratified by target, is drawn per super-class.
+    """
+    fine = _digits(root=root, download=download, test_fraction=test_fraction)
+    table = np.asarray(DIGITS_COARSE, dtype=np.int64)
+    splits = {}
+    for name, part in (("train", fine.train), ("test", fine.test)):
+        splits[name] = ArrayDataset(part.inputs, table[part.targets])  # type: ignore[attr-defined]
+    return DatasetSplits(
+        name="digits_coarse",
+        train=splits["train"],
+        test=splits["test"],
+        num_classes=len(DIGITS_COARSE_CLASSES),
+        classes=DIGITS_COARSE_CLASSES,
+        input_shape=fine.input_shape,
+        train_fine=fine.train_targets,
+        test_fine=fine.test_targets,
+        fine_classes=fine.classes,
+        augment=None,
+        info={**fine.info, "coarse_map": list(DIGITS_COARSE)},
     )
 
 
