@@ -1,0 +1,195 @@
+"""Adversarial unlearning on the demo scenarios: quality, speedup vs retrain, cost per iteration.
+
+Part 1, per seed and demo scenario (digits, cnn, the demo's 30-epoch recipe; class:3, random:0.1,
+plus any ``--classes``): retrain the oracle with the original recipe, then run ``adversarial``
+with its ``digits`` preset, ``finetune`` with its ``digits`` preset, and the adversarial
+preset's schedule without the game (``adv_weight = bt_weight = 0``: what the game itself adds);
+evaluate each against the oracle and time it against the oracle in the same process
+(speedup = oracle seconds / method seconds). ``--mia-adversarial`` adds the opt-in learned
+attack for the original model, the oracle and each method.
+
+Part 2, in one process: the seconds of one iteration of the game (attacker step + forget,
+validation and noisy forwards and backwards + the retain batch) against one ``finetune``
+iteration on the same retain batches, at the digits preset's sizes and at the paper's (batches
+of 256, 10 noisy copies, the 140k-parameter attacker); median of ``--repeats`` runs.
+
+Writes ``benchmarks/results/adversarial.json`` (``--quick``: one seed, class:3 only, one repeat,
+the digits sizes only, written to ``/tmp/adversarial_quick.json`` unless ``--out`` is given).
+The full run takes about 2 minutes on 2 quiet cores.
+
+    python benchmarks/adversarial.py [--seeds 5] [--classes 3,5] [--repeats 3] [--mia-adversarial] [--threads 2] [--device cpu]
+    python benchmarks/adversarial.py --quick  # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+import torch
+from _common import RESULTS, provenance
+
+import obliviate as ob
+from obliviate.demo import DEMO_RECIPE
+
+METRICS = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy", "avg_gap")
+NO_GAME = {"adv_weight": 0.0, "bt_weight": 0.0}
+
+
+def _stat(values: list[float]) -> dict[str, float]:
+    return {
+        "mean": float(np.mean(values)),
+        "std": float(np.std(values)),
+        "min": float(np.min(values)),
+        "max": float(np.max(values)),
+    }
+
+
+def quality(seeds: int, specs: list[str], device: torch.device, mia_adversarial: bool) -> tuple[list[dict], dict]:
+    ds = ob.load_dataset("digits")
+    runs: list[dict] = []
+    for seed in range(seeds):
+        for spec in specs:
+            sc = ob.data.parse_scenario(spec, ds, seed=seed)
+            base = ob.train(
+                ob.build_model("cnn", ds, seed=seed), sc.train, seed=seed, device=device, progress=False, **DEMO_RECIPE
+            )
+            oracle = ob.unlearn(base.model, sc, "retrain", seed=seed, device=device, progress=False, **base.config.to_dict())
+            ev_oracle = ob.evaluate(oracle.model, sc, oracle.model)
+            extra = ["mia_adversarial"] if mia_adversarial else []
+            candidates = {
+                "original": None,
+                "adversarial": ("adversarial", {}),
+                "adversarial_without_game": ("adversarial", NO_GAME),
+                "finetune": ("finetune", {}),
+            }
+            for label, what in candidates.items():
+                if what is None:
+                    model, seconds, diagnostics = base.model, None, {}
+                else:
+                    out = ob.unlearn(
+                        base.model, sc, what[0], preset="digits", seed=seed, device=device, progress=False, **what[1]
+                    )
+                    model, seconds, diagnostics = out.model, out.seconds, out.diagnostics
+                ev = ob.evaluate(model, sc, ev_oracle, metrics=[*METRICS, *extra])
+                record = {
+                    "seed": seed,
+                    "scenario": spec,
+                    "method": label,
+                    "seconds": seconds,
+                    "oracle_seconds": oracle.seconds,
+                    "speedup": None if seconds is None else oracle.seconds / seconds,
+                    "passes": diagnostics.get("passes"),
+                    "metrics": ev.to_dict(),
+                    "oracle_metrics": {k: ev_oracle.metrics[k] for k in METRICS if k in ev_oracle.metrics},
+                }
+                if mia_adversarial:
+                    record["oracle_metrics"]["mia_adversarial"] = ob.evaluate(oracle.model, sc, metrics=extra).metrics[extra[0]]
+                runs.append(record)
+            print(f"seed {seed} {spec} done", flush=True)
+    summary: dict[str, dict[str, dict]] = {}
+    for spec in specs:
+        for label in ("original", "adversarial", "adversarial_without_game", "finetune"):
+            rows = [r for r in runs if r["scenario"] == spec and r["method"] == label]
+            names = [*METRICS, *(["mia_adversarial"] if mia_adversarial else [])]
+            entry = {k: _stat([r["metrics"][k] for r in rows]) for k in names}
+            if label != "original":
+                entry["seconds"] = _stat([r["seconds"] for r in rows])
+                entry["speedup"] = _stat([r["speedup"] for r in rows])
+                entry["passes"] = _stat([r["passes"] for r in rows])
+            summary.setdefault(spec, {})[label] = entry
+        oracle_rows = [r for r in runs if r["scenario"] == spec and r["method"] == "original"]
+        summary[spec]["retrain"] = {
+            "seconds": _stat([r["oracle_seconds"] for r in oracle_rows]),
+            **{k: _stat([r["oracle_metrics"][k] for r in oracle_rows]) for k in oracle_rows[0]["oracle_metrics"]},
+        }
+    return runs, summary
+
+
+def iteration_cost(device: torch.device, repeats: int, paper_sizes: bool = True) -> dict[str, dict]:
+    ds = ob.load_dataset("digits")
+    sc = ob.Scenario.classwise(ds, forget_class=3, seed=0)
+    base = ob.train(ob.build_model("cnn", ds, seed=0), sc.train, seed=0, device=device, progress=False, **DEMO_RECIPE).model
+    digits = ob.get_method("adversarial").presets["digits"]
+    sizes = {
+        "digits preset": {
+            "game": {**digits, "stop_iter": None, "stop_lr": None, "attacker_warmup": 0, "epochs": 2},
+            "batch_size": digits["batch_size"],
+        },
+        "paper sizes": {"game": {"stop_iter": None, "attacker_warmup": 0, "epochs": 2, "lr": 0.01}, "batch_size": 256},
+    }
+    if not paper_sizes:
+        del sizes["paper sizes"]
+    out: dict[str, dict] = {}
+    for label, cfg in sizes.items():
+        game, bs = cfg["game"], cfg["batch_size"]
+        epochs = game["epochs"]
+        iterations = epochs * math.ceil(len(sc.retain) / bs)
+        t_game, t_ft = [], []
+        for _ in range(repeats):
+            t_ft.append(
+                ob.unlearn(base, sc, "finetune", epochs=epochs, lr=0.01, batch_size=bs, device=device, progress=False).seconds
+            )
+            t_game.append(ob.unlearn(base, sc, "adversarial", device=device, progress=False, **game).seconds)
+        g, f = float(np.median(t_game)) / iterations, float(np.median(t_ft)) / iterations
+        out[label] = {
+            "iterations": iterations,
+            "seconds_per_game_iteration": g,
+            "seconds_per_finetune_iteration": f,
+            "game_over_finetune": g / f,
+            "settings": game,
+        }
+        print(
+            f"{label}: one game iteration = {g / f:.1f} finetune iterations ({1000 * g:.1f} ms vs {1000 * f:.1f} ms)", flush=True
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--classes", default="", help="extra class-wise scenarios, e.g. 0,5,8")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--mia-adversarial", action="store_true")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quick", action="store_true", help="one seed, class:3 only, one repeat, digits sizes only")
+    parser.add_argument("--out", default=None, help="default benchmarks/results/adversarial.json (quick: /tmp)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    out_path = args.out or ("/tmp/adversarial_quick.json" if args.quick else str(RESULTS / "adversarial.json"))
+    specs = ["class:3", "random:0.1", *[f"class:{c}" for c in args.classes.split(",") if c and c != "3"]]
+    if args.quick:
+        args.seeds, args.repeats, specs = 1, 1, ["class:3"]
+    runs, summary = quality(args.seeds, specs, device, args.mia_adversarial)
+    cost = iteration_cost(device, args.repeats, paper_sizes=not args.quick)
+    with open(out_path, "w") as f:
+        json.dump(
+            {
+                "benchmark": "adversarial",
+                "provenance": provenance(),
+                "recipe": DEMO_RECIPE,
+                "seeds": args.seeds,
+                "quick": args.quick,
+                "threads": args.threads,
+                "preset": ob.get_method("adversarial").presets["digits"],
+                "summary": summary,
+                "iteration_cost": cost,
+                "runs": runs,
+            },
+            f,
+            indent=2,
+        )
+    for spec, methods in summary.items():
+        for label, entry in methods.items():
+            cells = "  ".join(f"{k} {100 * entry[k]['mean']:.1f}" for k in METRICS if k in entry)
+            timing = f"  {entry['seconds']['mean']:.2f} s" if "seconds" in entry else ""
+            timing += f"  speedup {entry['speedup']['mean']:.2f}" if "speedup" in entry else ""
+            print(f"{spec:10s} {label:25s} {cells}{timing}")
+
+
+if __name__ == "__main__":
+    main()
