@@ -1,10 +1,10 @@
 """Timings of the demo: each method's seconds and speedup against the retrain oracle, same process.
 
-Runs the full demo (digits, cnn, class:3 and random:0.1, 30-epoch recipe) for several seeds and
-writes ``benchmarks/results/demo.json``: per scenario and method the mean and spread over seeds
-of the method's seconds, its speedup (oracle seconds / method seconds, measured in the same
-run), its cost in passes over the training set, and the quality metrics; plus the wall time of
-the whole demo.
+Runs the full demo (digits, cnn; class:3, random:0.1 and subclass:3 on digits_coarse; the
+30-epoch recipe) for several seeds and writes ``benchmarks/results/demo.json``: per scenario and
+method the mean and spread over seeds of the method's seconds, its speedup (oracle seconds /
+method seconds, measured in the same run), its cost in passes over the training set, and the
+quality metrics; plus the wall time of the whole demo.
 
     python benchmarks/demo.py [--seeds 3] [--device cpu]
 """

@@ -43,6 +43,7 @@ def demo(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         quick=args.quick,
         device=args.device,
+        sparsity=args.sparsity,
     )
     return 0
 
@@ -58,6 +59,7 @@ def methods(args: argparse.Namespace) -> int:
         con.print(
             f"[bold]{args.name}[/bold] ({cls.__name__}); requires: {', '.join(sorted(cls.requires))}; "
             f"scenarios: {', '.join(sorted(cls.kinds))}; exact: {cls.exact}"
+            + ("; needs the training recording (obliviate train --record)" if getattr(cls, "needs_recording", False) else "")
         )
         print(inspect.cleandoc(cls.__doc__ or ""))
         table = Table(title="hyperparameters", title_justify="left")
@@ -76,13 +78,15 @@ def methods(args: argparse.Namespace) -> int:
     for name, cls in METHODS.items():
         info = cls.describe()
         kinds = "all" if len(info["kinds"]) == 4 else ",".join(info["kinds"])
-        table.add_row(name, ",".join(info["requires"]), kinds, "yes" if cls.exact else "", ",".join(info["presets"]), info["summary"])
+        table.add_row(
+            name, ",".join(info["requires"]), kinds, "yes" if cls.exact else "", ",".join(info["presets"]), info["summary"]
+        )
     con.print(table)
     return 0
 
 
 def _default_recipe(ds: DatasetSplits) -> dict[str, Any]:
-    if ds.name == "digits":
+    if ds.name in ("digits", "digits_coarse"):
         return dict(DEMO_RECIPE)
     return TrainConfig(augment=ds.augment).to_dict()
 
@@ -151,7 +155,16 @@ def train_command(args: argparse.Namespace) -> int:
     pool = np.setdiff1d(np.arange(len(ds.train)), val)  # type: ignore[arg-type]
     _check_new_run_dir(args.out)
     out = _new_run_dir(args.out)
-    result = train(model, Subset(ds.train, pool), seed=args.seed, device=args.device, **recipe)
+    record = bool(getattr(args, "record", False) or getattr(args, "record_updates", False))
+    result = train(
+        model,
+        Subset(ds.train, pool),
+        seed=args.seed,
+        device=args.device,
+        record=record,
+        record_updates=bool(getattr(args, "record_updates", False)),
+        **recipe,
+    )
     metrics = {
         "train_acc": accuracy(result.model, Subset(ds.train, pool)),
         "val_acc": accuracy(result.model, Subset(ds.train, val)) if len(val) else None,
@@ -165,6 +178,9 @@ def train_command(args: argparse.Namespace) -> int:
         "recipe": result.config.to_dict(),
     }
     save_model(result.model, out / MODEL_FILE, {"dataset": ds.name, "model": args.model})
+    if result.recording is not None:
+        result.recording.save(out)  # recording.safetensors + recording.json, for sgu / amnesiac
+        origin["recording"] = result.recording.summary()
     write_json(
         out / RUN_FILE,
         run_record(
@@ -183,6 +199,20 @@ def train_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_run_masks(run_dir: str, model: nn.Module) -> dict[str, Any] | None:
+    """The masks saved beside a run's checkpoint (``masks.safetensors``, see obliviate.pruning), or None."""
+    from .io import load_masks
+    from .pruning import MASKS_FILE
+    from .training import resolve_masks
+
+    path = Path(run_dir) / MASKS_FILE
+    if not path.is_file():
+        return None
+    masks = load_masks(path)
+    resolve_masks(model, masks)  # names and shapes must fit the model (IncompatibleModelError: exit 2)
+    return masks
+
+
 def unlearn_command(args: argparse.Namespace) -> int:
     record, ds, model = _load_run(args.run_dir)
     origin = record["origin"]
@@ -192,10 +222,26 @@ def unlearn_command(args: argparse.Namespace) -> int:
         hyper = {**origin.get("recipe", {}), **hyper}  # the oracle retrains with the original recipe
     method = make_method(args.method, preset=args.preset, **hyper)  # validates before anything is written
     _check_new_run_dir(args.out)
-    result = method.unlearn(model, sc, seed=args.seed, device=args.device)
+    recording = None
+    if getattr(type(method), "needs_recording", False):
+        from .recording import RECORDING_META, Recording
+
+        if not (Path(args.run_dir) / RECORDING_META).is_file():
+            raise MissingDataError(
+                f"{args.method} needs the training recording, but {args.run_dir!r} has none: "
+                "train with 'obliviate train ... --record' (amnesiac: --record-updates)."
+            )
+        recording = Recording.load(args.run_dir)
+    masks = _load_run_masks(args.run_dir, model)  # a pruned model's masks.safetensors, kept in every method
+    result = method.unlearn(model, sc, seed=args.seed, device=args.device, recording=recording, masks=masks)
     out_dir = _new_run_dir(args.out)
     ev = evaluate(result.model, sc)
     save_model(result.model, out_dir / MODEL_FILE, {"dataset": ds.name, "method": args.method})
+    if masks is not None:
+        from .io import save_masks
+        from .pruning import MASKS_FILE
+
+        save_masks(masks, out_dir / MASKS_FILE)
     sc.save(out_dir / SCENARIO_FILE)
     write_json(
         out_dir / RUN_FILE,
@@ -258,10 +304,27 @@ def evaluate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def study_command(args: argparse.Namespace) -> int:
+    if args.study == "unrolling":
+        from .studies.unrolling import run_unrolling_study
+
+        run_unrolling_study(out=args.out, quick=args.quick, seed=args.seed, privacy=not args.no_privacy, device=args.device)
+        return 0
+    raise InvalidConfigError(f"Unknown study {args.study!r}; valid: unrolling.")  # argparse already refuses it
+
+
+def certified_command(args: argparse.Namespace) -> int:
+    from .certified._cli import certified_command as run  # the logic lives in obliviate.certified
+
+    return run(args)
+
+
 COMMANDS = {
     "demo": demo,
     "methods": methods,
     "train": train_command,
     "unlearn": unlearn_command,
     "evaluate": evaluate_command,
+    "study": study_command,
+    "certified": certified_command,
 }

@@ -1,9 +1,11 @@
 """``obliviate demo``: every registered method on the embedded digits data, against the oracle.
 
-Per seed: train the original ``cnn`` on the scenario's training set (train split minus the
-validation split), then for each scenario retrain the oracle with exactly the original recipe
-(its row is the ``retrain`` row), evaluate the untouched original model (the no-op
-``original`` row) and run every other registered method with its ``digits`` preset; each is
+Per seed and dataset: train the original ``cnn`` on the scenario's training set (train split
+minus the validation split; sub-class scenarios such as ``subclass:3`` run on ``digits_coarse``,
+the same digits grouped into super-classes, with an original model of their own), then for each
+scenario retrain the oracle with exactly the original recipe (its row is the ``retrain`` row),
+evaluate the untouched original model (the no-op ``original`` row) and run every other
+registered method whose paper covers the scenario's kind with its ``digits`` preset; each is
 evaluated against the oracle and timed against it in the same process. Writes
 ``results.json`` (run records), ``results.csv`` and ``report.md``, and prints one table per
 scenario (percentages; mean ± standard deviation over seeds).
@@ -33,8 +35,10 @@ from .training import train
 __all__ = ["DEMO_RECIPE", "DEMO_SCENARIOS", "DemoResult", "run_demo"]
 
 DEMO_DATASET = "digits"
+# Sub-class scenarios run on the same digits grouped into five super-classes (pairs of digits).
+DEMO_SUBCLASS_DATASET = "digits_coarse"
 DEMO_MODEL = "cnn"
-DEMO_SCENARIOS: tuple[str, ...] = ("class:3", "random:0.1")
+DEMO_SCENARIOS: tuple[str, ...] = ("class:3", "random:0.1", "subclass:3")
 # The original model's recipe; the oracle retrains with exactly this.
 DEMO_RECIPE: dict[str, Any] = {
     "epochs": 30,
@@ -65,6 +69,7 @@ class DemoResult:
     out_dir: Path | None
     seconds: float
     recipe: dict[str, Any] = field(default_factory=dict)
+    sparsity: float | None = None
 
 
 class _Progress:
@@ -100,6 +105,16 @@ class _Progress:
             self.bar.stop()
 
 
+def _dataset_for(spec: str) -> str:
+    """The demo dataset of a scenario name: sub-class scenarios need super-class labels."""
+    return DEMO_SUBCLASS_DATASET if str(spec).startswith("subclass") else DEMO_DATASET
+
+
+def _applicable(names: Sequence[str], sc: Any) -> list[str]:
+    """The methods whose paper covers the scenario's kind (the others are not run)."""
+    return [n for n in names if sc.kind in METHODS.get(n).kinds]
+
+
 def _resolve_methods(methods: Sequence[str] | None) -> list[str]:
     if methods is None:
         return [m for m in METHODS.names() if m != "retrain"]
@@ -121,6 +136,7 @@ def run_demo(
     device: str = "auto",
     progress: bool | None = None,
     console: Any = None,
+    sparsity: float | None = None,
 ) -> DemoResult:
     """Run the demo and write its results.
 
@@ -133,6 +149,12 @@ def run_demo(
         device: "auto", "cpu", "cuda" ...
         progress: Show a progress bar (None: on a terminal; otherwise one line per step).
         console: A :class:`rich.console.Console` to print tables to (None: stdout).
+        sparsity: Also run every scenario on a pruned original model: one-shot magnitude
+            pruning (OMP) of the original's convolution weights to this sparsity, then a short
+            masked retraining (a third of the recipe's epochs); the oracle retrains with the
+            same masks and the full recipe, and every method runs with the masks
+            (Unlearn-Sparse's "prune first, then unlearn"). Records carry ``variant``
+            ("dense" or e.g. "omp 50%") and tables are split by it. None: dense only.
 
     Returns:
         A :class:`DemoResult`.
@@ -142,24 +164,49 @@ def run_demo(
     names = _resolve_methods(methods)
     if isinstance(scenarios, str) or not scenarios:
         raise InvalidConfigError(f"The 'scenarios' argument of run_demo must be a non-empty list of names; got {scenarios!r}.")
+    sparsity = check_interval("run_demo", "sparsity", sparsity, low=0.0, high=1.0, closed="left", allow_none=True)
     dev = resolve_device(device)
     recipe = dict(DEMO_RECIPE, epochs=QUICK_EPOCHS if quick else DEMO_RECIPE["epochs"])
-    ds = load_dataset(DEMO_DATASET)
+    data = {name: load_dataset(name) for name in dict.fromkeys(_dataset_for(spec) for spec in scenarios)}
     # Build every scenario of every seed up front, so bad names fail before any training.
-    plans = {s: [parse_scenario(spec, ds, seed=s) for spec in scenarios] for s in range(seeds)}
-    bar = _Progress(seeds * (1 + len(scenarios) * (2 + len(names))), progress)
+    plans = {s: [parse_scenario(spec, data[_dataset_for(spec)], seed=s) for spec in scenarios] for s in range(seeds)}
+    runs = sum(2 + len(_applicable(names, sc)) for sc in plans[0])
+    bar = _Progress(seeds * (len(data) + runs) * (1 if sparsity is None else 2), progress)
     records: list[dict[str, Any]] = []
     try:
         for seed, scs in plans.items():
-            bar.start(f"seed {seed}: training the original model")
-            base = train(build_model(DEMO_MODEL, ds, seed=seed), scs[0].train, seed=seed, device=dev, progress=False, **recipe)
-            bar.finish(f"seed {seed}: original model trained", base.seconds)
+            bases: dict[str, Any] = {}  # one original model per (dataset, seed)
             for sc in scs:
-                records.extend(_run_scenario(sc, base, names, seed, dev, bar))
+                ds = sc.dataset
+                if ds.name not in bases:
+                    bar.start(f"seed {seed}: training the original model on {ds.name}")
+                    # recorded (same weights) for the methods that unroll the training run (sgu, amnesiac)
+                    bases[ds.name] = train(
+                        build_model(DEMO_MODEL, ds, seed=seed),
+                        sc.train,
+                        seed=seed,
+                        device=dev,
+                        progress=False,
+                        record=True,
+                        record_updates=True,
+                        **recipe,
+                    )
+                    bar.finish(f"seed {seed}: original model trained on {ds.name}", bases[ds.name].seconds)
+                dense = _run_scenario(sc, bases[ds.name], names, seed, dev, bar)
+                records.extend(dense if sparsity is None else _tagged(dense, "dense"))
+                if sparsity is not None:
+                    key = f"{ds.name}:sparse"
+                    if key not in bases:
+                        bar.start(f"seed {seed}: pruning the original model on {ds.name}")
+                        bases[key] = _sparse_original(bases[ds.name], sc, sparsity, seed, dev, recipe)
+                        bar.finish(f"seed {seed}: original model pruned to {sparsity:.0%} and retrained", bases[key].seconds)
+                    records.extend(_tagged(_run_scenario(sc, bases[key], names, seed, dev, bar), f"omp {sparsity:.0%}"))
     finally:
         bar.close()
     rows = aggregate(records)
-    result = DemoResult(records=records, rows=rows, out_dir=None, seconds=time.perf_counter() - started, recipe=recipe)
+    result = DemoResult(
+        records=records, rows=rows, out_dir=None, seconds=time.perf_counter() - started, recipe=recipe, sparsity=sparsity
+    )
     _print_tables(result, scenarios, console)
     if out is not None:
         result.out_dir = _write(Path(out), result, scenarios, seeds, quick, str(dev))
@@ -167,11 +214,44 @@ def run_demo(
     return result
 
 
+def _tagged(records: list[dict[str, Any]], variant: str) -> list[dict[str, Any]]:
+    """Mark records with the original model they come from ("dense", "omp 50%")."""
+    for r in records:
+        r["variant"] = variant
+    return records
+
+
+def _sparse_original(base: Any, sc: Any, sparsity: float, seed: int, dev: Any, recipe: dict[str, Any]) -> Any:
+    """OMP of the original model's conv weights, then a third of the recipe's epochs with the masks.
+
+    The result stands in for ``train``'s result: its ``config`` is the full recipe, which the
+    oracle retrains with (from scratch, with the masks), and ``masks`` go to every method.
+    """
+    from types import SimpleNamespace
+
+    from .pruning import prune
+    from .training import TrainConfig
+
+    pruned = prune(base.model, sparsity, kind="omp")
+    short = dict(recipe, epochs=max(1, recipe["epochs"] // 3))
+    # recorded like the dense original, for the methods that unroll the training run (sgu, amnesiac)
+    recorded = {"record": True, "record_updates": True}
+    tuned = train(pruned.model, sc.train, masks=pruned.masks, seed=seed, device=dev, progress=False, **recorded, **short)
+    return SimpleNamespace(
+        model=tuned.model,
+        config=TrainConfig.from_dict(recipe),
+        recording=tuned.recording,
+        masks=pruned.masks,
+        seconds=tuned.seconds,
+    )
+
+
 def _run_scenario(sc: Any, base: Any, names: list[str], seed: int, dev: Any, bar: _Progress) -> list[dict[str, Any]]:
     label = f"seed {seed} · {sc.name}"
     summary = sc.summary()
     bar.start(f"{label} · retrain (oracle)")
-    oracle = unlearn(base.model, sc, "retrain", seed=seed, device=dev, progress=False, **base.config.to_dict())
+    masks = getattr(base, "masks", None)  # a pruned original (--sparsity): every run keeps its masks
+    oracle = unlearn(base.model, sc, "retrain", seed=seed, device=dev, progress=False, masks=masks, **base.config.to_dict())
     ev_oracle = evaluate(oracle.model, sc, oracle.model)
     records = [
         run_record(
@@ -200,11 +280,13 @@ def _run_scenario(sc: Any, base: Any, names: list[str], seed: int, dev: Any, bar
         )
     )
     bar.finish(f"{label} · original (no-op)")
-    for name in names:
+    for name in _applicable(names, sc):
         bar.start(f"{label} · {name}")
         preset = "digits" if "digits" in METHODS.get(name).presets else None
         try:
-            out = unlearn(base.model, sc, name, seed=seed, device=dev, progress=False, preset=preset)
+            out = unlearn(
+                base.model, sc, name, seed=seed, device=dev, progress=False, preset=preset, recording=base.recording, masks=masks
+            )
             ev = evaluate(out.model, sc, ev_oracle)
             records.append(
                 run_record(
@@ -251,7 +333,7 @@ def _print_tables(result: DemoResult, scenarios: Sequence[str], console: Any) ->
     for spec in dict.fromkeys(r["scenario"] for r in result.rows):
         rows = [r for r in result.rows if r["scenario"] == spec]
         n = rows[0]["n"] if rows else 0
-        con.print(rich_table(rows, f"{spec}: digits / cnn, {n} seed(s); accuracies and MIA in %"))
+        con.print(rich_table(rows, f"{spec}: {_dataset_for(spec)} / cnn, {n} seed(s); accuracies and MIA in %"))
     con.print(f"demo finished in {result.seconds:.1f} s")
 
 
@@ -260,6 +342,7 @@ def _write(out: Path, result: DemoResult, scenarios: Sequence[str], seeds: int, 
     write_json(out / "results.json", results_document(result.records))
     (out / "results.csv").write_text(csv_text(result.records))
     command = "obliviate demo" + (" --quick" if quick else "") + (f" --seeds {seeds}" if seeds > 1 else "")
+    command += f" --sparsity {result.sparsity:g}" if result.sparsity is not None else ""
     if tuple(scenarios) != DEMO_SCENARIOS:
         command += " --scenarios " + shlex.quote(",".join(scenarios))
     lines = [
@@ -267,7 +350,8 @@ def _write(out: Path, result: DemoResult, scenarios: Sequence[str], seeds: int, 
         "",
         f"Command: `{command}` · device: {device} · wall time {result.seconds:.1f} s · seeds: {seeds}",
         "",
-        f"Dataset `{DEMO_DATASET}` (scikit-learn's 8x8 digits, stratified 80/20 split), model `{DEMO_MODEL}`, "
+        f"Dataset `{DEMO_DATASET}` (scikit-learn's 8x8 digits, stratified 80/20 split; sub-class scenarios use "
+        f"`{DEMO_SUBCLASS_DATASET}`, the same digits in five super-classes of two digits), model `{DEMO_MODEL}`, "
         f"original recipe: {result.recipe}. The oracle is `retrain` with that recipe; `original` is the model before "
         "unlearning. Every other method runs with its `digits` preset (see `obliviate methods show NAME`).",
         "",

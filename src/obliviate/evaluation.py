@@ -14,6 +14,7 @@ import copy
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,6 +67,26 @@ def _probs(model: nn.Module, data: Dataset | None, batch_size: int, device: torc
     return torch.softmax(logits.double(), dim=1).numpy(), labels.numpy()
 
 
+def _zrf(
+    net: nn.Module, scenario: Scenario, p_f: np.ndarray, seed: int, batch_size: int, device: torch.device, required: bool
+) -> float:
+    """ZRF against a copy of ``net`` re-initialised from ``seed`` (eval mode); NaN when the
+    architecture cannot be re-initialised and the metric was not asked for by name.
+    """
+    from .errors import IncompatibleModelError
+    from .models.zoo import reinitialize
+
+    random_model = copy.deepcopy(net)
+    try:
+        reinitialize(random_model, seed)
+    except IncompatibleModelError:
+        if required:
+            raise
+        return float("nan")
+    p_rand, _ = _probs(random_model, scenario.forget, batch_size, device)
+    return MF.zrf(p_f, p_rand)
+
+
 def _acc(probs: np.ndarray, labels: np.ndarray) -> float:
     return MF.accuracy(probs, labels) if len(labels) else float("nan")
 
@@ -76,7 +97,9 @@ def _resolve_metrics(names: Iterable[str] | None, has_reference: bool, scenario:
         return [
             n
             for n in METRICS.names()
-            if (has_reference or not METRICS.get(n).needs_reference) and (has_test_forget or n != "test_forget_acc")
+            if (has_reference or not METRICS.get(n).needs_reference)
+            and (has_test_forget or n != "test_forget_acc")
+            and not getattr(METRICS.get(n), "opt_in", False)
         ]
     if isinstance(names, str):
         names = [names]
@@ -90,6 +113,8 @@ def _resolve_metrics(names: Iterable[str] | None, has_reference: bool, scenario:
                 f"Metric 'test_forget_acc' needs a class-wise or sub-class scenario; {scenario.name!r} has no forgotten class."
             )
         chosen.append(n)
+    if "verification_error" in chosen and "verification_error_noop" not in chosen:
+        chosen.append("verification_error_noop")  # the no-op baseline is always reported beside it
     return chosen
 
 
@@ -103,6 +128,8 @@ def evaluate(
     device: str | torch.device | None = None,
     seed: int = 0,
     mia_max_samples: int | None = None,
+    recording: Any = None,
+    risk_scorer: Any = None,
 ) -> Evaluation:
     """Evaluate a model on a scenario, optionally against the retrained oracle.
 
@@ -114,9 +141,16 @@ def evaluate(
         metrics: Names to compute (default: all that the given arguments allow).
         batch_size: Inference batch size.
         device: Where to run (default: the model's device).
-        seed: Seed of the class-balancing subsample of the SVC attacks.
+        seed: Seed of the class-balancing subsample of the SVC attacks, and of the random
+            initialisation ``zrf`` compares with.
         mia_max_samples: Cap on each side of the SVC training set (None: the spec's full
             balanced sets; set it for CIFAR-scale speed).
+        recording: ``ob.train(..., record=True).recording`` of the original model, for the
+            opt-in ``verification_error`` (with ``verification_error_noop`` beside it) and
+            ``unlearning_error`` (:mod:`obliviate.metrics.unrolling`; the naive retrain they
+            need is computed once per scenario and cached on the recording).
+        risk_scorer: A :class:`~obliviate.metrics.privacy_risk.PrivacyRiskScorer` (shadow
+            models) for the opt-in ``privacy_risk``.
 
     Returns:
         An :class:`Evaluation`.
@@ -171,6 +205,8 @@ def evaluate(
         out["val_acc"] = _acc(*_probs(net, scenario.val, batch_size, dev))
     if "test_forget_acc" in needed:
         out["test_forget_acc"] = _acc(*_probs(net, scenario.test_forget, batch_size, dev))
+    if "zrf" in needed:
+        out["zrf"] = _zrf(net, scenario, p_f, seed, batch_size, dev, required=metrics is not None)
 
     if needs_attack:
         if len(y_r) == 0 or len(y_t) == 0:  # type: ignore[arg-type]
@@ -227,6 +263,32 @@ def evaluate(
             if "activation_distance" in needed:
                 out["activation_distance"] = MF.activation_distance(p_f, ref_probs)
 
+    unrolling = [n for n in ("verification_error", "verification_error_noop", "unlearning_error") if n in needed]
+    if unrolling:
+        from .metrics import unrolling as unrolling_metrics
+
+        if recording is None:
+            raise MissingDataError(
+                f"Metric {unrolling[0]!r} needs the recording of the original training: "
+                "evaluate(..., recording=ob.train(..., record=True).recording)."
+            )
+        if "verification_error" in needed or "verification_error_noop" in needed:
+            out.update(unrolling_metrics.verification_errors(net, recording, scenario, device=dev))
+        if "unlearning_error" in needed:
+            out["unlearning_error"] = unrolling_metrics.unlearning_error_terms(net, recording, scenario, device=dev)[
+                "unlearning_error"
+            ]
+    if "privacy_risk" in needed:
+        if risk_scorer is None:
+            raise MissingDataError(
+                "Metric 'privacy_risk' needs shadow models: evaluate(..., "
+                "risk_scorer=obliviate.metrics.privacy_risk.PrivacyRiskScorer.fit(model, scenario, recipe=...))."
+            )
+        out["privacy_risk"] = risk_scorer.mean_risk(net, scenario.forget, device=dev)
+    if "mia_adversarial" in needed:
+        from .methods.adversarial import membership_attack_accuracy
+
+        out["mia_adversarial"] = membership_attack_accuracy(net, scenario, seed=seed, batch_size=batch_size, device=dev)
+
     ordered = {n: out[n] for n in METRICS.names() if n in out and n in wanted}
     return Evaluation(metrics=ordered, scenario=scenario.name, model=model, forget_probs=p_f)
-

@@ -110,10 +110,15 @@ def _value(record: dict[str, Any], column: str) -> float | None:
 
 
 def aggregate(records: Iterable[dict[str, Any]], columns: Sequence[str] = TABLE_COLUMNS) -> list[dict[str, Any]]:
-    """Group records by (scenario, method) in first-seen order; mean, std and count per column."""
+    """Group records by (scenario, method) in first-seen order; mean, std and count per column.
+
+    Records with a ``variant`` (the demo's "dense" / "omp 50%" original models) are grouped
+    by it too; their rows' ``scenario`` reads e.g. ``"class:3 (omp 50%)"``.
+    """
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
-        key = ((r.get("scenario") or {}).get("name", ""), r.get("method") or "")
+        name = (r.get("scenario") or {}).get("name", "")
+        key = (f"{name} ({r['variant']})" if r.get("variant") else name, r.get("method") or "")
         groups.setdefault(key, []).append(r)
     rows = []
     for (scenario, method), runs in groups.items():
@@ -180,7 +185,9 @@ def rich_table(rows: Sequence[dict[str, Any]], title: str, columns: Sequence[str
 def csv_text(records: Sequence[dict[str, Any]]) -> str:
     """One CSV line per run: scenario, method, seed, status, timings and every metric."""
     metric_names = sorted({k for r in records for k in r.get("metrics", {})}, key=lambda n: (n not in TABLE_COLUMNS, n))
-    header = ["scenario", "method", "seed", "status", "seconds", "oracle_seconds", "speedup", *metric_names]
+    variant = any(r.get("variant") for r in records)  # the demo's dense / pruned original models
+    header = ["scenario", *(["variant"] if variant else []), "method", "seed", "status", "seconds", "oracle_seconds", "speedup"]
+    header += metric_names
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
@@ -189,6 +196,7 @@ def csv_text(records: Sequence[dict[str, Any]]) -> str:
         writer.writerow(
             [
                 (r.get("scenario") or {}).get("name"),
+                *([r.get("variant")] if variant else []),
                 r.get("method"),
                 r.get("seed"),
                 r.get("status"),

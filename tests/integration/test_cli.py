@@ -176,10 +176,11 @@ def test_unlearn_ssd_writes_model_scenario_and_record(ssd_dir: Path, train_dir: 
     record = read_record(ssd_dir)
     check_record(record)
     assert record["method"] == "ssd"
-    assert set(record["params"]) == {"alpha", "dampening", "batch_size", "per_sample"}
+    assert set(record["params"]) == {"alpha", "dampening", "batch_size", "per_sample", "cache_importance"}
     assert record["params"]["alpha"] == 5.0 and isinstance(record["params"]["alpha"], float)  # --set alpha=5
     assert record["params"]["batch_size"] == 8  # the rest comes from the digits preset
     assert record["params"]["dampening"] == 1.0 and record["params"]["per_sample"] is False
+    assert record["params"]["cache_importance"] is True
     assert record["preset"] == "digits"
     assert 0.0 <= record["metrics"]["forget_acc"] <= 1.0
     assert record["origin"] == read_record(train_dir)["origin"]

@@ -22,8 +22,10 @@ def test_every_run_succeeds_and_every_method_appears(demo):
     import obliviate as ob
 
     assert {r["status"] for r in demo.records} == {"ok"}
-    for scenario in ("class:3", "random:0.1"):
-        assert set(_runs(demo, scenario)) == set(ob.METHODS.names()) | {"original"}
+    kinds = {"class:3": "classwise", "random:0.1": "random", "subclass:3": "subclass"}
+    for scenario, kind in kinds.items():  # methods whose paper rules a kind out are not run on it
+        expected = {n for n in ob.METHODS.names() if kind in ob.METHODS.get(n).kinds}
+        assert set(_runs(demo, scenario)) == expected | {"original"}
 
 
 @pytest.mark.slow
@@ -46,3 +48,48 @@ def test_random_forgetting_some_method_is_closer_to_the_oracle_than_doing_nothin
     ]
     assert better, {m: r["metrics"]["avg_gap"] for m, r in runs.items()}
     assert runs["retrain"]["metrics"]["avg_gap"] == 0.0
+
+
+ISSUE4_METHODS = ("bad_teacher", "unsir", "boundary_shrink", "boundary_expand", "scrub", "salun", "neggrad_plus")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ISSUE4_METHODS)
+def test_classwise_baselines_reach_the_oracle_and_keep_retain_accuracy(demo, method):
+    """Issue 4: forget accuracy within 5 points of the oracle's, retain accuracy within 5 of the original's."""
+    runs = _runs(demo, "class:3")
+    got, oracle, original = runs[method]["metrics"], runs["retrain"]["metrics"], runs["original"]["metrics"]
+    assert abs(got["forget_acc"] - oracle["forget_acc"]) <= 0.05, got
+    assert got["retain_acc"] >= original["retain_acc"] - 0.05, got
+
+
+@pytest.mark.slow
+def test_subclass_scenario_runs_on_digits_coarse_against_its_own_oracle(demo):
+    runs = _runs(demo, "subclass:3")
+    assert {r["scenario"]["dataset"] for r in runs.values()} == {"digits_coarse"}
+    assert {r["scenario"]["kind"] for r in runs.values()} == {"subclass"}
+    oracle, original = runs["retrain"]["metrics"], runs["original"]["metrics"]
+    assert original["forget_acc"] >= 0.95 and oracle["forget_acc"] <= 0.3  # retraining without the 3s forgets them
+    assert "boundary_shrink" not in runs and "unsir" in runs  # class-only vs class-level methods
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", ["class:3", "random:0.1", "subclass:3"])
+def test_amnesiac_with_its_repair_keeps_retain_accuracy(demo, scenario):
+    """Issue 6: every demo batch holds forget samples, so amnesiac relies on its 4 repair epochs;
+    retain accuracy within 5 points of the original's, forget accuracy at most 5 above the oracle's.
+    """
+    runs = _runs(demo, scenario)
+    got, oracle, original = runs["amnesiac"]["metrics"], runs["retrain"]["metrics"], runs["original"]["metrics"]
+    assert got["retain_acc"] >= original["retain_acc"] - 0.05, got
+    assert got["forget_acc"] <= oracle["forget_acc"] + 0.05, got
+
+
+@pytest.mark.slow
+def test_sgu_on_its_scope_a_random_forget_set(demo):
+    """Issue 6: sgu's digits preset is tuned for a small forget set spread over the run (random:0.1);
+    on class and sub-class forget sets the first-order correction overshoots (documented, not asserted).
+    """
+    runs = _runs(demo, "random:0.1")
+    assert runs["sgu"]["metrics"]["avg_gap"] <= 0.05, runs["sgu"]["metrics"]
+    assert 0.9 <= runs["sgu"]["diagnostics"]["forget_step_fraction"] <= 1.0

@@ -3,22 +3,50 @@
 Every module is imported here explicitly, so registration needs no import-time magic.
 """
 
+from .adversarial import AdversarialUnlearning
+from .bad_teacher import BadTeacher
 from .base import METHODS, RunContext, UnlearningMethod, UnlearningResult, get_method, make_method, register_method, unlearn
+from .boundary import BoundaryExpand, BoundaryShrink
 from .finetune import Finetune
+from .fisher import FisherForgetting
 from .gradient_ascent import GradientAscent
+from .influence import InfluenceUnlearning
+from .lora import PruneLoRA
+from .neggrad_plus import NegGradPlus
 from .random_label import RandomLabel
 from .retrain import Retrain
+from .salun import SalUn
+from .scrub import SCRUB
+from .sparse import FinetunePrune, GradientAscentL1, L1Sparse
 from .ssd import LossFreeSSD, SelectiveSynapticDampening
+from .unrolling import AmnesiacUnlearning, SingleGradientUnlearning
+from .unsir import UNSIR
 
 __all__ = [
     "METHODS",
+    "AdversarialUnlearning",
+    "AmnesiacUnlearning",
+    "BadTeacher",
+    "BoundaryExpand",
+    "BoundaryShrink",
     "Finetune",
+    "FinetunePrune",
+    "FisherForgetting",
     "GradientAscent",
+    "GradientAscentL1",
+    "InfluenceUnlearning",
+    "L1Sparse",
     "LossFreeSSD",
+    "NegGradPlus",
+    "PruneLoRA",
     "RandomLabel",
     "Retrain",
     "RunContext",
+    "SCRUB",
+    "SalUn",
     "SelectiveSynapticDampening",
+    "SingleGradientUnlearning",
+    "UNSIR",
     "UnlearningMethod",
     "UnlearningResult",
     "get_method",

@@ -27,6 +27,8 @@ class MetricInfo:
         goal: "higher" or "lower" is better, or "oracle" (closest to the retrained model).
         needs_reference: Needs the retrained (oracle) model.
         fraction: Stored as a fraction in [0, 1] (printed as a percentage).
+        opt_in: Computed only when named in ``evaluate(metrics=...)`` (it needs an extra
+            argument of ``evaluate``, e.g. the training recording, or costs training runs).
     """
 
     name: str
@@ -34,15 +36,21 @@ class MetricInfo:
     goal: Literal["higher", "lower", "oracle"]
     needs_reference: bool = False
     fraction: bool = True
+    opt_in: bool = False
 
 
 METRICS: Registry[MetricInfo] = Registry("metric")
 
 
 def _add(
-    name: str, description: str, goal: Literal["higher", "lower", "oracle"], needs_reference: bool = False, fraction: bool = True
+    name: str,
+    description: str,
+    goal: Literal["higher", "lower", "oracle"],
+    needs_reference: bool = False,
+    fraction: bool = True,
+    opt_in: bool = False,
 ) -> None:
-    METRICS.register(name, MetricInfo(name, description, goal, needs_reference, fraction))
+    METRICS.register(name, MetricInfo(name, description, goal, needs_reference, fraction, opt_in))
 
 
 _add("forget_acc", "accuracy on the forget set D_f", "oracle")
@@ -60,3 +68,16 @@ _add("weight_distance", "L2 distance of all parameters to the oracle", "lower", 
 _add("js_divergence", "mean Jensen-Shannon divergence to the oracle's outputs on D_f (nats)", "lower", True, fraction=False)
 _add("kl_divergence", "mean KL(oracle || model) on D_f (nats)", "lower", True, fraction=False)
 _add("activation_distance", "mean L2 distance of output probabilities to the oracle's on D_f", "lower", True, fraction=False)
+_add(
+    "zrf",
+    "1 - mean JS(model, random init of its architecture) on D_f (1: answers like an untrained model)",
+    "oracle",
+    fraction=False,
+)
+# opt-in (issue 6): they need evaluate(recording=...) or evaluate(risk_scorer=...)
+_add("verification_error", "L2 distance to the naive retrain (the recorded run minus D_f)", "lower", fraction=False, opt_in=True)
+_add("verification_error_noop", "verification_error of the original model (doing nothing)", "lower", fraction=False, opt_in=True)
+_add("unlearning_error", "unrolling proxy (lr^2/2) t |w_t - w_0| sigma of the recorded run", "lower", fraction=False, opt_in=True)
+_add("privacy_risk", "mean Song & Mittal privacy risk score of D_f (shadow models)", "oracle", opt_in=True)
+# opt-in (issue 5): trains an attacker network, about a second on a CPU for the digits demo
+_add("mia_adversarial", "accuracy of a trained attacker, D_f vs held-out data like it (0.5: unseen)", "oracle", opt_in=True)

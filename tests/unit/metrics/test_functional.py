@@ -406,7 +406,9 @@ def test_weight_distance_equals_norm_of_flattened_parameter_difference():
         b.bn.bias.add_(0.25)
     pairs = [(p.detach().double(), q.detach().double()) for p, q in zip(a.parameters(), b.parameters(), strict=False)]
     expected = math.sqrt(sum(float(((p - q) ** 2).sum()) for p, q in pairs))
-    flat = torch.cat([(p.detach().double() - q.detach().double()).flatten() for p, q in zip(a.parameters(), b.parameters(), strict=False)])
+    flat = torch.cat(
+        [(p.detach().double() - q.detach().double()).flatten() for p, q in zip(a.parameters(), b.parameters(), strict=False)]
+    )
     assert MF.weight_distance(a, b) == pytest.approx(expected, rel=1e-12)
     assert MF.weight_distance(a, b) == pytest.approx(float(torch.linalg.vector_norm(flat)), rel=1e-12)
 

@@ -1,8 +1,12 @@
 """Pure metric functions over arrays and tensors; all metric logic lives here."""
 
 from .accuracy import accuracy
+from .adversarial import mia_adversarial
 from .divergence import activation_distance, js_divergence, kl_divergence, weight_distance
 from .mia import FEATURES, balanced_subsample, member_score, mia_auc, mia_efficacy, mia_entropy_lr, mia_feature
+from .privacy_risk import legacy_modified_entropy, privacy_risk_score, risk_calibration
+from .unrolling import unlearning_error
+from .zrf import zrf
 
 __all__ = [
     "FEATURES",
@@ -11,10 +15,16 @@ __all__ = [
     "balanced_subsample",
     "js_divergence",
     "kl_divergence",
+    "legacy_modified_entropy",
     "member_score",
+    "mia_adversarial",
     "mia_auc",
     "mia_efficacy",
     "mia_entropy_lr",
     "mia_feature",
+    "privacy_risk_score",
+    "risk_calibration",
+    "unlearning_error",
     "weight_distance",
+    "zrf",
 ]
