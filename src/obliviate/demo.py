@@ -24,7 +24,7 @@ from typing import Any
 from ._utils import resolve_device
 from ._validation import check_interval
 from .data import load_dataset, parse_scenario
-from .errors import DivergenceError, InvalidConfigError, UnlearningError
+from .errors import DivergenceError, InvalidConfigError, MissingDependencyError, UnlearningError
 from .evaluation import evaluate
 from .io import write_json
 from .methods import METHODS, unlearn
@@ -62,6 +62,10 @@ class DemoResult:
         rows: Aggregated table rows (see :func:`obliviate.report.aggregate`).
         out_dir: Where the files were written (None when not written).
         seconds: Wall time of the whole demo.
+        recipe: The original model's (and the oracle's) training recipe.
+        sparsity: The ``--sparsity`` of the pruned original, or None (dense only).
+        skipped: ``{method: reason}`` for the methods left out because their optional
+            dependency is not installed (e.g. ``prune_lora`` without peft).
     """
 
     records: list[dict[str, Any]]
@@ -70,6 +74,7 @@ class DemoResult:
     seconds: float
     recipe: dict[str, Any] = field(default_factory=dict)
     sparsity: float | None = None
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 class _Progress:
@@ -126,6 +131,28 @@ def _resolve_methods(methods: Sequence[str] | None) -> list[str]:
     return chosen
 
 
+def _installed(names: list[str], explicit: bool) -> tuple[list[str], dict[str, str]]:
+    """Split off the methods whose optional dependency (an extra) is not installed.
+
+    With every method (the default) they are skipped and reported; a method the user named
+    in ``methods`` raises :class:`~obliviate.errors.MissingDependencyError` before any training.
+    """
+    runnable, skipped = [], {}
+    for name in names:
+        cls = METHODS.get(name)
+        load = getattr(cls.from_preset("digits") if "digits" in cls.presets else cls(), "_load_dependencies", None)
+        try:
+            if load is not None:
+                load()
+        except MissingDependencyError as e:
+            if explicit:
+                raise
+            skipped[name] = str(e)
+            continue
+        runnable.append(name)
+    return runnable, skipped
+
+
 def run_demo(
     *,
     out: str | Path | None = "runs/demo",
@@ -161,7 +188,7 @@ def run_demo(
     """
     started = time.perf_counter()
     seeds = check_interval("run_demo", "seeds", seeds, kind=int, low=1)
-    names = _resolve_methods(methods)
+    names, skipped = _installed(_resolve_methods(methods), explicit=methods is not None)
     if isinstance(scenarios, str) or not scenarios:
         raise InvalidConfigError(f"The 'scenarios' argument of run_demo must be a non-empty list of names; got {scenarios!r}.")
     sparsity = check_interval("run_demo", "sparsity", sparsity, low=0.0, high=1.0, closed="left", allow_none=True)
@@ -205,7 +232,13 @@ def run_demo(
         bar.close()
     rows = aggregate(records)
     result = DemoResult(
-        records=records, rows=rows, out_dir=None, seconds=time.perf_counter() - started, recipe=recipe, sparsity=sparsity
+        records=records,
+        rows=rows,
+        out_dir=None,
+        seconds=time.perf_counter() - started,
+        recipe=recipe,
+        sparsity=sparsity,
+        skipped=skipped,
     )
     _print_tables(result, scenarios, console)
     if out is not None:
@@ -334,6 +367,8 @@ def _print_tables(result: DemoResult, scenarios: Sequence[str], console: Any) ->
         rows = [r for r in result.rows if r["scenario"] == spec]
         n = rows[0]["n"] if rows else 0
         con.print(rich_table(rows, f"{spec}: {_dataset_for(spec)} / cnn, {n} seed(s); accuracies and MIA in %"))
+    for name, why in result.skipped.items():
+        con.print(f"skipped {name}: {why}", markup=False)
     con.print(f"demo finished in {result.seconds:.1f} s")
 
 
@@ -370,5 +405,8 @@ def _write(out: Path, result: DemoResult, scenarios: Sequence[str], seeds: int, 
             + [f"- {r['scenario']['name']} / {r['method']} (seed {r['seed']}): {r['error']}" for r in failures]
             + [""]
         )
+    if result.skipped:
+        lines += ["## Skipped (optional dependency not installed)", ""]
+        lines += [f"- {name}: {why}" for name, why in result.skipped.items()] + [""]
     (out / "report.md").write_text("\n".join(lines))
     return out

@@ -101,7 +101,7 @@ def effective_l1(model: nn.Module) -> torch.Tensor:
     is skipped. On a plain model this is simply the sum of ``|θ|`` over all parameters.
     """
     lora_layer = None
-    if "peft" in sys.modules:  # a model can only hold peft layers once peft is imported
+    if sys.modules.get("peft") is not None:  # a model can only hold peft layers once peft is imported
         from peft.tuners.lora import LoraLayer as lora_layer
     total = torch.zeros((), device=next(model.parameters()).device)
     skip: set[int] = set()
