@@ -24,6 +24,7 @@ __all__ = [
     "versions",
     "model_device",
     "console",
+    "require",
 ]
 
 
@@ -111,6 +112,34 @@ def state_digest(model: nn.Module) -> str:
         h.update(str(tuple(arr.shape)).encode())
         h.update(arr.reshape(-1).view(torch.uint8).numpy().tobytes() if arr.numel() else b"")
     return h.hexdigest()
+
+
+def require(module: str, extra: str, user: str) -> Any:
+    """Import an optional dependency, or raise one clear error naming the extra that installs it.
+
+    Args:
+        module: The package to import (e.g. "peft").
+        extra: The obliviate extra that installs it (e.g. "lora").
+        user: What needs it, for the message (e.g. "LoRA").
+
+    Returns:
+        The imported module.
+
+    Raises:
+        MissingDependencyError: ``module`` is not installed.
+
+    Example:
+        >>> require("numpy", "core", "this example").__name__
+        'numpy'
+    """
+    import importlib
+
+    from .errors import MissingDependencyError
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingDependencyError(f"{user} needs the {module} package: pip install obliviate[{extra}]") from e
 
 
 def console() -> Any:

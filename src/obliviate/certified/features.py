@@ -25,10 +25,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .._utils import eval_mode, resolve_device, seeded
+from .._utils import eval_mode, require, resolve_device, seeded
 from .._validation import check_choice, check_interval
 from ..data import iterate_batches
-from ..errors import InvalidConfigError, MissingDependencyError
+from ..errors import InvalidConfigError
 from ..models import ModelAdapter
 
 __all__ = ["RawFeatures", "TorchFeatures", "DPFeatureExtractor", "train_dp_extractor", "dp_epsilon", "group_privacy"]
@@ -154,11 +154,10 @@ def dp_epsilon(
         MissingDependencyError: Opacus is not installed (``pip install obliviate[dp]``).
     """
     conversion = check_choice("dp_epsilon", "conversion", conversion, ("improved", "classic"))
-    try:
-        from opacus.accountants import RDPAccountant
-        from opacus.accountants.analysis import rdp
-    except ImportError as e:  # pragma: no cover - opacus is in the test extra
-        raise MissingDependencyError("dp_epsilon needs Opacus: pip install obliviate[dp]") from e
+    require("opacus", "dp", "dp_epsilon")
+    from opacus.accountants import RDPAccountant
+    from opacus.accountants.analysis import rdp
+
     alphas = list(orders) if orders is not None else list(RDPAccountant.DEFAULT_ALPHAS)
     values = np.asarray(
         rdp.compute_rdp(q=sample_rate, noise_multiplier=noise_multiplier, steps=steps, orders=alphas), dtype=float
@@ -249,11 +248,10 @@ def train_dp_extractor(
     Raises:
         MissingDependencyError: Opacus is not installed (``pip install obliviate[dp]``).
     """
-    try:
-        from opacus import PrivacyEngine
-        from opacus.validators import ModuleValidator
-    except ImportError as e:  # pragma: no cover - opacus is in the test extra
-        raise MissingDependencyError("train_dp_extractor needs Opacus: pip install obliviate[dp]") from e
+    require("opacus", "dp", "train_dp_extractor")
+    from opacus import PrivacyEngine
+    from opacus.validators import ModuleValidator
+
     owner = "train_dp_extractor"
     epochs = check_interval(owner, "epochs", epochs, int, low=1)
     lr = check_interval(owner, "lr", lr, low=0.0, closed="neither")

@@ -25,10 +25,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from .._utils import require
 from .._validation import Boolean, Config, Interval, Options, param
 from ..data.base import first_input
 from ..data.scenario import Scenario
-from ..errors import IncompatibleModelError, MissingDependencyError
+from ..errors import IncompatibleModelError
 from ..models.adapter import ModelAdapter
 from ..pruning import magnitude_masks, prunable_parameters, run_masks, sparsity
 from ..training import TrainConfig
@@ -77,11 +78,7 @@ class LoraFields(LoraSettings):
 
 
 def _peft() -> Any:
-    try:
-        import peft
-    except ImportError as e:  # pragma: no cover - the test extra installs peft
-        raise MissingDependencyError("LoRA needs the peft package: pip install obliviate[lora]") from e
-    return peft
+    return require("peft", "lora", "LoRA")
 
 
 def lora_targets(model: nn.Module, head_name: str) -> list[str]:

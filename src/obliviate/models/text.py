@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._utils import resolve_device, seeded
+from .._utils import require, resolve_device, seeded
 from .._validation import check_choice, check_interval
 from ..data.base import ArrayDataset, DatasetSplits, iterate_batches
 from ..errors import IncompatibleModelError, InvalidConfigError
@@ -40,11 +40,7 @@ POOLINGS: tuple[str, ...] = ("cls", "mean", "pooler")
 
 
 def _transformers() -> Any:
-    try:
-        import transformers
-    except ImportError:  # pragma: no cover - the text extra is part of the test extra
-        raise IncompatibleModelError("Text models need the 'text' extra: pip install 'obliviate[text]'.") from None
-    return transformers
+    return require("transformers", "text", "Text models")
 
 
 def token_dataset(

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._utils import model_device, seeded
+from .._utils import model_device, require, seeded
 from .._validation import check_interval
 from ..errors import IncompatibleModelError, InvalidConfigError
 from ..registry import Registry, suggest
@@ -167,12 +167,9 @@ def _vit_tiny(
     Built for the input size (32x32 CIFAR: 64 patches; 8x8 digits: 4 patches) with a class
     token and a linear head, so it trains on the CPU; widen it with ``embed_dim``/``depth``.
     """
-    try:
-        from timm.models.vision_transformer import VisionTransformer
-    except ImportError as e:
-        from ..errors import MissingDependencyError
+    require("timm", "vit", "The 'vit_tiny' model")
+    from timm.models.vision_transformer import VisionTransformer
 
-        raise MissingDependencyError("The 'vit_tiny' model needs timm: pip install obliviate[vit]") from e
     if len(input_shape) != 3:
         raise IncompatibleModelError(f"The 'vit_tiny' model takes images (C, H, W); got input shape {input_shape}.")
     c, h, w = input_shape
