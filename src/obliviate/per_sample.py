@@ -8,7 +8,7 @@ running statistics, dropout off), as a single-sample forward must be.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,7 @@ from .data.base import iterate_batches
 from .errors import InvalidConfigError
 from .models.adapter import logits_of
 
-__all__ = ["per_sample_gradients", "per_sample_sum", "per_sample_fisher", "FISHER_KINDS", "LOSSES"]
+__all__ = ["per_sample_gradients", "per_sample_sum", "minibatch_sum", "per_sample_fisher", "FISHER_KINDS", "LOSSES"]
 
 SampleLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -35,6 +35,13 @@ def _logit_norm(logits: torch.Tensor, _y: torch.Tensor) -> torch.Tensor:
 
 
 LOSSES: dict[str, SampleLoss] = {"cross_entropy": _cross_entropy, "logit_norm": _logit_norm}
+
+
+def _loss_fn(loss: str | SampleLoss) -> SampleLoss:
+    fn = LOSSES.get(loss) if isinstance(loss, str) else loss
+    if fn is None:
+        raise InvalidConfigError(f"Unknown per-sample loss {loss!r}; valid: {', '.join(LOSSES)} or a callable.")
+    return fn
 
 
 def per_sample_gradients(
@@ -65,9 +72,7 @@ def per_sample_gradients(
         >>> g["head.weight"].shape
         torch.Size([5, 3, 128])
     """
-    fn = LOSSES.get(loss) if isinstance(loss, str) else loss
-    if fn is None:
-        raise InvalidConfigError(f"Unknown per-sample loss {loss!r}; valid: {', '.join(LOSSES)} or a callable.")
+    fn = _loss_fn(loss)
     params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     frozen = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
     buffers = {n: b.detach() for n, b in model.named_buffers()}
@@ -109,6 +114,53 @@ def per_sample_sum(
         if counter is not None:
             counter["samples"] = counter.get("samples", 0) + x.shape[0]
     return totals, n
+
+
+def minibatch_sum(
+    model: nn.Module,
+    data: Dataset,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    *,
+    loss: str | SampleLoss = "cross_entropy",
+    names: Sequence[str] | None = None,
+    batch_size: int = 64,
+    device: torch.device,
+    counter: dict[str, int] | None = None,
+) -> tuple[dict[str, torch.Tensor], int]:
+    """Sum over the mini-batches of ``data`` of ``transform(gradient of the batch's loss)``, per parameter.
+
+    The mini-batch counterpart of :func:`per_sample_sum` (one backward pass per batch, model in
+    eval mode): SSD's importance is ``transform=torch.square`` of the batch-mean cross-entropy's
+    gradient, and a loss with ``reduction="sum"`` without ``transform`` gives ``Σ_i ∇ loss_i``.
+
+    Args:
+        model: The model; evaluated in eval mode (its mode is restored afterwards).
+        data: The samples, in order (not shuffled).
+        transform: Applied to each batch's gradient before summing; None: the gradient itself.
+        loss: "cross_entropy", "logit_norm" or ``loss(logits, y) -> scalar`` on a whole batch.
+        names: Only these trainable parameters (None: every trainable parameter).
+        batch_size: Samples per batch.
+        device: Where to compute.
+        counter: ``counter["samples"]`` is increased by the samples back-propagated.
+
+    Returns:
+        (parameter name -> summed tensor, number of batches).
+    """
+    fn = _loss_fn(loss)
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad and (names is None or n in names)}
+    tensors = list(params.values())
+    totals = {n: torch.zeros_like(p) for n, p in params.items()}
+    batches = 0
+    with eval_mode(model):
+        for x, y in iterate_batches(data, batch_size, device=device):
+            grads = torch.autograd.grad(fn(logits_of(model(x)), y), tensors, allow_unused=True)
+            for name, g in zip(params, grads, strict=True):
+                if g is not None:
+                    totals[name] += g if transform is None else transform(g)
+            batches += 1
+            if counter is not None:
+                counter["samples"] = counter.get("samples", 0) + x.shape[0]
+    return totals, batches
 
 
 FISHER_KINDS = ("expected", "empirical")

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import obliviate as ob
-from obliviate.per_sample import per_sample_gradients, per_sample_sum
+from obliviate.per_sample import minibatch_sum, per_sample_gradients, per_sample_sum
 
 
 def _loop(model, x, y, loss):
@@ -58,3 +58,26 @@ def test_per_sample_sum_of_squares_is_n_times_the_empirical_fisher(trained_cnn, 
     assert n == 12
     for name, total in totals.items():
         torch.testing.assert_close(total, slow[name].pow(2).sum(0), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("transform", [None, torch.square])
+def test_minibatch_sum_equals_a_backward_pass_per_batch(trained_cnn, class3, transform):
+    model = copy.deepcopy(trained_cnn)
+    sub = torch.utils.data.Subset(class3.train, range(12))
+    names = ["head.weight", "head.bias"]
+    counter = {"samples": 0}
+    totals, batches = minibatch_sum(model, sub, transform, names=names, batch_size=5, device=torch.device("cpu"), counter=counter)
+    assert batches == 3 and counter["samples"] == 12 and list(totals) == names
+    model.eval()
+    expected = {n: torch.zeros_like(p) for n, p in model.named_parameters() if n in names}
+    for start in range(0, 12, 5):
+        idx = range(start, min(start + 5, 12))
+        x = torch.stack([sub[i][0] for i in idx])
+        y = torch.tensor([sub[i][1] for i in idx])
+        model.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        for n, p in model.named_parameters():
+            if n in names:
+                expected[n] += p.grad if transform is None else transform(p.grad)
+    for n in names:
+        torch.testing.assert_close(totals[n], expected[n], atol=1e-6, rtol=1e-5)

@@ -11,13 +11,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from .._utils import eval_mode
 from .._validation import Interval, Options, param
 from ..data.base import Subset, iterate_batches
 from ..data.scenario import Scenario
 from ..errors import UnlearningWarning
-from ..models.adapter import logits_of
-from ..per_sample import per_sample_gradients
+from ..per_sample import minibatch_sum, per_sample_gradients
 from .base import RunContext, UnlearningMethod, register_method
 
 __all__ = ["InfluenceUnlearning", "summed_gradient", "per_sample_matrix", "woodbury_ihvp", "heuristic_ihvp"]
@@ -44,18 +42,12 @@ def summed_gradient(
     counter: dict[str, int] | None = None,
 ) -> torch.Tensor:
     """``Σ_i ∇ CE(f(x_i), y_i)`` over ``data`` as one flat vector (batched, eval mode, masked)."""
-    params = dict(model.named_parameters())
-    tensors = [params[n] for n in names]
-    total = [torch.zeros_like(t) for t in tensors]
-    with eval_mode(model):
-        for x, y in iterate_batches(data, batch_size, device=device):
-            loss = F.cross_entropy(logits_of(model(x)), y, reduction="sum")
-            for acc, g in zip(total, torch.autograd.grad(loss, tensors, allow_unused=True), strict=True):
-                if g is not None:
-                    acc += g
-            if counter is not None:
-                counter["samples"] = counter.get("samples", 0) + x.shape[0]
-    return _flat(dict(zip(names, total, strict=True)), names, masks, batched=False)
+
+    def summed_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, y, reduction="sum")
+
+    totals, _ = minibatch_sum(model, data, loss=summed_ce, names=names, batch_size=batch_size, device=device, counter=counter)
+    return _flat(totals, names, masks, batched=False)
 
 
 def per_sample_matrix(

@@ -14,13 +14,12 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .._utils import eval_mode, state_digest
+from .._utils import state_digest
 from .._validation import Boolean, Interval, param
-from ..data.base import ArrayDataset, _flatten, iterate_batches
+from ..data.base import ArrayDataset, _flatten
 from ..data.scenario import Scenario
 from ..errors import InvalidConfigError
-from ..models.adapter import logits_of
-from ..per_sample import LOSSES, per_sample_sum
+from ..per_sample import minibatch_sum, per_sample_sum
 from .base import RunContext, UnlearningMethod, register_method
 
 __all__ = [
@@ -62,20 +61,8 @@ def importance(
     if per_sample:
         totals, n = per_sample_sum(model, data, transform, loss=loss, batch_size=batch_size, device=device, counter=counter)
         return {k: v / max(n, 1) for k, v in totals.items()}
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    names, tensors = list(params), list(params.values())
-    imp = {n: torch.zeros_like(p) for n, p in params.items()}
-    batches = 0
-    with eval_mode(model):
-        for x, y in iterate_batches(data, batch_size, device=device):
-            grads = torch.autograd.grad(LOSSES[loss](logits_of(model(x)), y), tensors, allow_unused=True)
-            for n, g in zip(names, grads, strict=True):
-                if g is not None:
-                    imp[n] += transform(g)
-            batches += 1
-            if counter is not None:
-                counter["samples"] = counter.get("samples", 0) + x.shape[0]
-    return {n: v / max(batches, 1) for n, v in imp.items()}
+    totals, batches = minibatch_sum(model, data, transform, loss=loss, batch_size=batch_size, device=device, counter=counter)
+    return {n: v / max(batches, 1) for n, v in totals.items()}
 
 
 class ImportanceCache:
