@@ -257,10 +257,10 @@ def _tagged(records: list[dict[str, Any]], variant: str) -> list[dict[str, Any]]
 def _sparse_original(base: Any, sc: Any, sparsity: float, seed: int, dev: Any, recipe: dict[str, Any]) -> Any:
     """OMP of the original model's conv weights, then a third of the recipe's epochs with the masks.
 
-    The result stands in for ``train``'s result: its ``config`` is the full recipe, which the
-    oracle retrains with (from scratch, with the masks), and ``masks`` go to every method.
+    Returns ``train``'s result with ``config`` set to the full recipe, which the oracle retrains
+    with (from scratch, with the masks); its ``masks`` go to every method.
     """
-    from types import SimpleNamespace
+    import dataclasses
 
     from .pruning import prune
     from .training import TrainConfig
@@ -270,20 +270,14 @@ def _sparse_original(base: Any, sc: Any, sparsity: float, seed: int, dev: Any, r
     # recorded like the dense original, for the methods that unroll the training run (sgu, amnesiac)
     recorded = {"record": True, "record_updates": True}
     tuned = train(pruned.model, sc.train, masks=pruned.masks, seed=seed, device=dev, progress=False, **recorded, **short)
-    return SimpleNamespace(
-        model=tuned.model,
-        config=TrainConfig.from_dict(recipe),
-        recording=tuned.recording,
-        masks=pruned.masks,
-        seconds=tuned.seconds,
-    )
+    return dataclasses.replace(tuned, config=TrainConfig.from_dict(recipe))
 
 
 def _run_scenario(sc: Any, base: Any, names: list[str], seed: int, dev: Any, bar: _Progress) -> list[dict[str, Any]]:
     label = f"seed {seed} · {sc.name}"
     summary = sc.summary()
     bar.start(f"{label} · retrain (oracle)")
-    masks = getattr(base, "masks", None)  # a pruned original (--sparsity): every run keeps its masks
+    masks = base.masks  # a pruned original (--sparsity): every run keeps its masks
     oracle = unlearn(base.model, sc, "retrain", seed=seed, device=dev, progress=False, masks=masks, **base.config.to_dict())
     ev_oracle = evaluate(oracle.model, sc, oracle.model)
     records = [

@@ -127,6 +127,8 @@ class TrainResult:
         recording: With ``train(..., record=True)``: the :class:`~obliviate.recording.Recording`
             of the run (initial weights, batch order, learning rates, optional updates), which
             the ``sgu`` and ``amnesiac`` methods and the unrolling metrics need; else None.
+        masks: The pruning masks the run kept (``train(..., masks=...)``), to pass on to
+            ``ob.unlearn(..., masks=...)``; None for a dense run.
     """
 
     model: nn.Module
@@ -135,6 +137,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     seed: int = 0
     recording: Any = None
+    masks: dict[str, torch.Tensor] | None = None
 
 
 def cross_entropy_loss(label_smoothing: float = 0.0, std_reg: float = 0.0) -> LossFn:
@@ -584,7 +587,15 @@ def train(
         )
     net.eval()
     recording = getattr(recorder, "recording", None)
-    return TrainResult(model=net, config=recipe, seconds=timer.seconds, history=history, seed=seed, recording=recording)
+    return TrainResult(
+        model=net,
+        config=recipe,
+        seconds=timer.seconds,
+        history=history,
+        seed=seed,
+        recording=recording,
+        masks=None if masks is None else dict(masks),
+    )
 
 
 # --------------------------------------------------------------------------- inference

@@ -35,6 +35,15 @@ def test_train_leaves_the_input_model_and_global_rng_untouched(class3):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert result.model is not model and not result.model.training
     assert result.config.epochs == 1 and len(result.history) == 1 and result.seconds > 0
+    assert result.masks is None  # a dense run
+
+
+def test_a_masked_run_returns_its_masks_for_unlearning(class3):
+    model = ob.build_model("mlp", class3.dataset, seed=0)
+    masks = {"head.weight": torch.rand(model.head.weight.shape, generator=torch.Generator().manual_seed(0)) < 0.5}
+    result = ob.train(model, class3.train, masks=masks, epochs=1, lr=0.05, seed=0, device="cpu", progress=False)
+    assert result.masks.keys() == masks.keys() and torch.equal(result.masks["head.weight"], masks["head.weight"])
+    assert torch.all(result.model.head.weight[~masks["head.weight"]] == model.head.weight[~masks["head.weight"]])
 
 
 def test_training_fits_the_digits(class3, trained_cnn):
