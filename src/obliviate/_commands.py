@@ -21,11 +21,12 @@ from .data import DatasetSplits, Scenario, Subset, load_dataset, parse_scenario,
 from .demo import DEMO_RECIPE, DEMO_SCENARIOS, run_demo
 from .errors import InvalidConfigError, MissingDataError
 from .evaluation import evaluate
-from .io import MODEL_FILE, RUN_FILE, SCENARIO_FILE, load_weights, read_json, save_model, write_json
+from .io import MODEL_FILE, RUN_FILE, SCENARIO_FILE, read_json, save_model, write_json
 from .methods import METHODS, make_method
 from .metrics import METRICS
 from .models import build_model
 from .report import run_record
+from .runs import Run
 from .training import TrainConfig, accuracy, train
 
 
@@ -109,20 +110,10 @@ def _new_run_dir(out: str) -> Path:
     return path
 
 
-def _load_run(run_dir: str) -> tuple[dict[str, Any], DatasetSplits, nn.Module]:
-    path = Path(run_dir)
-    if not (path / RUN_FILE).is_file():
-        raise InvalidConfigError(f"{run_dir!r} is not a run directory (no {RUN_FILE}); create one with 'obliviate train'.")
-    record = read_json(path / RUN_FILE)
-    origin = record.get("origin") if isinstance(record, dict) else None
-    if not isinstance(origin, dict) or not {"dataset", "model", "val_fraction", "val_seed"} <= set(origin):
-        raise InvalidConfigError(f"{str(path / RUN_FILE)!r} is not an obliviate run record (no 'origin' block).")
-    ds = load_dataset(origin["dataset"]["name"], root=origin["dataset"].get("root"))
-    spec = origin["model"]
-    model = build_model(spec["name"], ds, seed=int(spec.get("seed", 0)), **spec.get("options", {}))
-    load_weights(model, path / MODEL_FILE)
-    model.eval()
-    return record, ds, model
+def _load_run(run_dir: str) -> Run:
+    from .runs import load_run
+
+    return load_run(run_dir)
 
 
 def _print_metrics(metrics: dict[str, Any], title: str) -> None:
@@ -151,14 +142,15 @@ def train_command(args: argparse.Namespace) -> int:
         if flag is not None:
             overrides[key] = flag
     recipe = TrainConfig.from_dict({**_default_recipe(ds), **overrides}).to_dict()  # validates before anything is written
-    val = validation_split(ds, fraction=args.val_fraction, seed=args.seed)
+    val_seed = getattr(args, "val_seed", 0)
+    val = validation_split(ds, fraction=args.val_fraction, seed=val_seed)
     pool = np.setdiff1d(np.arange(len(ds.train)), val)  # type: ignore[arg-type]
     _check_new_run_dir(args.out)
     out = _new_run_dir(args.out)
     record = bool(getattr(args, "record", False) or getattr(args, "record_updates", False))
     result = train(
         model,
-        Subset(ds.train, pool),
+        Subset(ds.train, pool, train_split_of=ds.name),
         seed=args.seed,
         device=args.device,
         record=record,
@@ -174,7 +166,7 @@ def train_command(args: argparse.Namespace) -> int:
         "dataset": {"name": ds.name, "root": args.root},
         "model": {"name": args.model, "options": options, "seed": args.seed},
         "val_fraction": args.val_fraction,
-        "val_seed": args.seed,
+        "val_seed": val_seed,
         "recipe": result.config.to_dict(),
     }
     save_model(result.model, out / MODEL_FILE, {"dataset": ds.name, "model": args.model})
@@ -193,6 +185,7 @@ def train_command(args: argparse.Namespace) -> int:
             kind="train",
             origin=origin,
             history=result.history,
+            train_set=result.training_set.to_json() if result.training_set is not None else None,
         ),
     )
     _print_metrics(metrics, f"trained {args.model} on {ds.name} in {result.seconds:.1f} s -> {out}")
@@ -214,7 +207,8 @@ def _load_run_masks(run_dir: str, model: nn.Module) -> dict[str, Any] | None:
 
 
 def unlearn_command(args: argparse.Namespace) -> int:
-    record, ds, model = _load_run(args.run_dir)
+    run = _load_run(args.run_dir)
+    record, ds, model = run.record, run.dataset, run.model
     origin = record["origin"]
     sc = parse_scenario(args.scenario, ds, seed=args.seed, val_fraction=origin["val_fraction"], val_seed=origin["val_seed"])
     hyper = _parse_sets(args.set)
@@ -233,9 +227,9 @@ def unlearn_command(args: argparse.Namespace) -> int:
             )
         recording = Recording.load(args.run_dir)
     masks = _load_run_masks(args.run_dir, model)  # a pruned model's masks.safetensors, kept in every method
-    result = method.unlearn(model, sc, seed=args.seed, device=args.device, recording=recording, masks=masks)
+    result = method.unlearn(run, sc, seed=args.seed, device=args.device, recording=recording, masks=masks)
     out_dir = _new_run_dir(args.out)
-    ev = evaluate(result.model, sc)
+    ev = evaluate(result, sc)
     save_model(result.model, out_dir / MODEL_FILE, {"dataset": ds.name, "method": args.method})
     if masks is not None:
         from .io import save_masks
@@ -257,6 +251,7 @@ def unlearn_command(args: argparse.Namespace) -> int:
             preset=args.preset,
             origin=origin,
             parent=str(Path(args.run_dir)),
+            train_set=sc.retain_set.to_json(),
         ),
     )
     _print_metrics(ev.to_dict(), f"{args.method} on {sc.name} in {result.seconds:.2f} s -> {out_dir}")
@@ -276,18 +271,20 @@ def _scenario_of(run_dir: str, record: dict[str, Any], ds: DatasetSplits, spec: 
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    record, ds, model = _load_run(args.run_dir)
+    run = _load_run(args.run_dir)
+    record, ds = run.record, run.dataset
     sc, own = _scenario_of(args.run_dir, record, ds, args.scenario)
-    reference = None
+    reference: Run | None = None
     ref_record: dict[str, Any] = {}
     if args.reference:
-        ref_record, ref_ds, reference = _load_run(args.reference)
+        reference = _load_run(args.reference)
+        ref_record, ref_ds = reference.record, reference.dataset
         if ref_ds.name != ds.name:
             raise InvalidConfigError(f"The reference run is on {ref_ds.name!r}, the evaluated run on {ds.name!r}.")
         ref_sc = Path(args.reference) / SCENARIO_FILE
         if ref_sc.is_file() and read_json(ref_sc).get("hash") != sc.hash:
             raise InvalidConfigError("The reference run was unlearned on another scenario (its scenario hash differs).")
-    ev = evaluate(model, sc, reference, device=None if args.device == "auto" else args.device)
+    ev = evaluate(run, sc, reference, device=None if args.device == "auto" else args.device)
     if own:
         record["metrics"] = {**record.get("metrics", {}), **ev.to_dict()}
         oracle_seconds = (ref_record.get("timings") or {}).get("seconds") if ref_record.get("method") == "retrain" else None

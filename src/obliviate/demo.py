@@ -6,7 +6,10 @@ the same digits grouped into super-classes, with an original model of their own)
 scenario retrain the oracle with exactly the original recipe (its row is the ``retrain`` row),
 evaluate the untouched original model (the no-op ``original`` row) and run every other
 registered method whose paper covers the scenario's kind with its ``digits`` preset; each is
-evaluated against the oracle and timed against it in the same process. Writes
+evaluated against the oracle and timed against it in the same process, cold: caches such as SSD's
+importance over the training data are emptied before every run, so a row's time does not depend
+on what ran before it (the cache's warm benefit has its own benchmark,
+``benchmarks/ssd_cache.py``). Writes
 ``results.json`` (run records), ``results.csv`` and ``report.md``, and prints one table per
 scenario (percentages; mean ± standard deviation over seeds).
 """
@@ -28,6 +31,7 @@ from .errors import DivergenceError, InvalidConfigError, MissingDependencyError,
 from .evaluation import evaluate
 from .io import write_json
 from .methods import METHODS, unlearn
+from .methods.ssd import clear_importance_cache
 from .models import build_model
 from .report import aggregate, csv_text, markdown_table, results_document, rich_table, run_record
 from .training import train
@@ -278,8 +282,8 @@ def _run_scenario(sc: Any, base: Any, names: list[str], seed: int, dev: Any, bar
     summary = sc.summary()
     bar.start(f"{label} · retrain (oracle)")
     masks = base.masks  # a pruned original (--sparsity): every run keeps its masks
-    oracle = unlearn(base.model, sc, "retrain", seed=seed, device=dev, progress=False, masks=masks, **base.config.to_dict())
-    ev_oracle = evaluate(oracle.model, sc, oracle.model)
+    oracle = unlearn(base, sc, "retrain", seed=seed, device=dev, progress=False, masks=masks, **base.config.to_dict())
+    ev_oracle = evaluate(oracle, sc, oracle)
     records = [
         run_record(
             scenario=summary,
@@ -294,7 +298,7 @@ def _run_scenario(sc: Any, base: Any, names: list[str], seed: int, dev: Any, bar
         )
     ]
     bar.finish(f"{label} · retrain (oracle)", oracle.seconds)
-    ev = evaluate(base.model, sc, ev_oracle)
+    ev = evaluate(base, sc, ev_oracle)
     records.append(
         run_record(
             scenario=summary,
@@ -311,10 +315,11 @@ def _run_scenario(sc: Any, base: Any, names: list[str], seed: int, dev: Any, bar
         bar.start(f"{label} · {name}")
         preset = "digits" if "digits" in METHODS.get(name).presets else None
         try:
+            clear_importance_cache()  # every run is timed cold: no SSD importance left by an earlier scenario or method
             out = unlearn(
-                base.model, sc, name, seed=seed, device=dev, progress=False, preset=preset, recording=base.recording, masks=masks
+                base, sc, name, seed=seed, device=dev, progress=False, preset=preset, recording=base.recording, masks=masks
             )
-            ev = evaluate(out.model, sc, ev_oracle)
+            ev = evaluate(out, sc, ev_oracle)
             records.append(
                 run_record(
                     scenario=summary,

@@ -18,6 +18,7 @@ __all__ = [
     "MissingDataError",
     "DatasetNotFoundError",
     "IncompatibleModelError",
+    "TrainingSetMismatchError",
     "MissingDependencyError",
     "DivergenceError",
     "BudgetExhaustedError",
@@ -28,6 +29,7 @@ __all__ = [
     "DivergenceWarning",
     "ReproducibilityWarning",
     "ConvergenceWarning",
+    "UncheckedTrainingSetWarning",
 ]
 
 
@@ -64,6 +66,16 @@ class IncompatibleModelError(UnlearningError, ValueError):
 
     Examples: a checkpoint that is not a safetensors file, a state dict whose keys or shapes
     differ from the model, an architecture that cannot take the dataset's input size.
+    """
+
+
+class TrainingSetMismatchError(InvalidConfigError):
+    """A scenario does not split the data the model was trained on.
+
+    Raised by ``unlearn`` and ``evaluate`` when the model's training set is known (a
+    ``TrainResult``, an ``UnlearningResult`` or a run directory) and differs from what the
+    scenario says it was: its "retain" rows would hold samples the model never saw, or its
+    held-out validation rows samples it did.
     """
 
 
@@ -132,4 +144,10 @@ class ReproducibilityWarning(UnlearningWarning):
 class ConvergenceWarning(UnlearningWarning):
     """An optimiser stopped before reaching its tolerance (the result is still returned and,
     for certified removal, the leftover gradient norm is charged to the certificate).
+    """
+
+
+class UncheckedTrainingSetWarning(UnlearningWarning):
+    """A bare ``nn.Module`` was given, so whether the scenario splits its training set could not be
+    checked (pass the ``TrainResult``, ``UnlearningResult`` or run directory instead).
     """

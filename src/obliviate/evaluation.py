@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,11 +25,13 @@ from torch.utils.data import Dataset
 from ._utils import model_device, resolve_device
 from ._validation import check_interval
 from .data.scenario import Scenario
-from .errors import InvalidConfigError, MissingDataError
+from .errors import InvalidConfigError, MissingDataError, TrainingSetMismatchError
+from .methods.base import UnlearningResult
 from .metrics import METRICS
 from .metrics import functional as MF
 from .metrics.functional.mia import FEATURES
-from .training import predict
+from .runs import Run, check_training_set, resolve_model
+from .training import TrainResult, predict
 
 __all__ = ["Evaluation", "evaluate", "GAP_METRICS"]
 
@@ -119,9 +122,9 @@ def _resolve_metrics(names: Iterable[str] | None, has_reference: bool, scenario:
 
 
 def evaluate(
-    model: nn.Module,
+    model: nn.Module | TrainResult | UnlearningResult | str | os.PathLike[str],
     scenario: Scenario,
-    reference: nn.Module | Evaluation | None = None,
+    reference: nn.Module | TrainResult | UnlearningResult | str | os.PathLike[str] | Evaluation | None = None,
     *,
     metrics: Iterable[str] | None = None,
     batch_size: int = 512,
@@ -134,10 +137,15 @@ def evaluate(
     """Evaluate a model on a scenario, optionally against the retrained oracle.
 
     Args:
-        model: The model to evaluate (not modified; its train/eval mode is restored).
+        model: The model to evaluate (not modified; its train/eval mode is restored). Given as
+            a ``TrainResult``, an ``UnlearningResult`` or a run directory, its training set is
+            checked: it must be the scenario's training set (the original model, the no-op
+            baseline) or its retain set (a model unlearned on this scenario). A bare
+            ``nn.Module`` is accepted with an :class:`~obliviate.errors.UncheckedTrainingSetWarning`.
         scenario: The scenario it was unlearned on.
         reference: The oracle (retrained) model, or an :class:`Evaluation` of it (reused
-            without recomputation). Enables ``avg_gap`` and the distances.
+            without recomputation). Enables ``avg_gap`` and the distances. Given as a result or
+            run directory, its training set must be the scenario's retain set.
         metrics: Names to compute (default: all that the given arguments allow).
         batch_size: Inference batch size.
         device: Where to run (default: the model's device).
@@ -155,6 +163,10 @@ def evaluate(
     Returns:
         An :class:`Evaluation`.
 
+    Raises:
+        TrainingSetMismatchError: the model's (or the reference's) known training set does not
+            fit the scenario.
+
     Example:
         >>> import obliviate as ob
         >>> ds = ob.load_dataset("digits")
@@ -164,14 +176,48 @@ def evaluate(
         >>> sorted(ev.metrics)
         ['forget_acc', 'retain_acc']
     """
-    if not isinstance(model, nn.Module):
-        raise InvalidConfigError(f"The 'model' argument of evaluate must be a torch.nn.Module; got {type(model).__name__}.")
     if not isinstance(scenario, Scenario):
         raise InvalidConfigError(f"The 'scenario' argument of evaluate must be a Scenario; got {type(scenario).__name__}.")
-    if reference is not None and not isinstance(reference, (nn.Module, Evaluation)):
-        raise InvalidConfigError(
-            f"The 'reference' argument of evaluate must be a model or an Evaluation; got {type(reference).__name__}."
-        )
+    model = check_training_set(model, scenario, "evaluate", unlearned_ok=True)
+    if reference is not None and not isinstance(reference, Evaluation):
+        if not isinstance(reference, (nn.Module, TrainResult, UnlearningResult, Run, str, os.PathLike)):
+            raise InvalidConfigError(
+                f"The 'reference' argument of evaluate must be a model or an Evaluation; got {type(reference).__name__}."
+            )
+        reference, ref_set = resolve_model(reference, "evaluate")
+        if ref_set is not None and ref_set != scenario.retain_set:
+            raise TrainingSetMismatchError(
+                f"evaluate: the reference must be trained on scenario {scenario.name!r}'s retain set, but "
+                f"{ref_set.explain(scenario.retain_set)}."
+            )
+    return _evaluate(
+        model,
+        scenario,
+        reference,
+        metrics=metrics,
+        batch_size=batch_size,
+        device=device,
+        seed=seed,
+        mia_max_samples=mia_max_samples,
+        recording=recording,
+        risk_scorer=risk_scorer,
+    )
+
+
+def _evaluate(
+    model: nn.Module,
+    scenario: Scenario,
+    reference: nn.Module | Evaluation | None,
+    *,
+    metrics: Iterable[str] | None,
+    batch_size: int,
+    device: str | torch.device | None,
+    seed: int,
+    mia_max_samples: int | None,
+    recording: Any,
+    risk_scorer: Any,
+) -> Evaluation:
+    """:func:`evaluate` on a module whose training set has been checked."""
     batch_size = check_interval("evaluate", "batch_size", batch_size, kind=int, low=1)
     seed = check_interval("evaluate", "seed", seed, kind=int, low=0)
     if mia_max_samples is not None:
@@ -235,14 +281,17 @@ def evaluate(
         ref = (
             reference
             if isinstance(reference, Evaluation)
-            else evaluate(
+            else _evaluate(
                 reference,
                 scenario,
+                None,
                 metrics=list(GAP_METRICS),
                 batch_size=batch_size,
                 device=dev,
                 seed=seed,
                 mia_max_samples=mia_max_samples,
+                recording=None,
+                risk_scorer=None,
             )
         )
         if "avg_gap" in needed:

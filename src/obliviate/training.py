@@ -28,7 +28,8 @@ from torch.utils.data import Dataset
 
 from ._utils import Timer, eval_mode, model_device, resolve_device, seeded
 from ._validation import Boolean, Config, Interval, IntSequence, Options, check_interval, param
-from .data.base import iterate_batches
+from .data.base import Subset, iterate_batches
+from .data.scenario import TrainingSet
 from .errors import DivergenceError, IncompatibleModelError, InvalidConfigError, MissingDataError
 from .models.adapter import logits_of
 
@@ -45,6 +46,7 @@ __all__ = [
     "predict",
     "accuracy",
     "cross_entropy_loss",
+    "training_set_of",
 ]
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -129,6 +131,9 @@ class TrainResult:
             the ``sgu`` and ``amnesiac`` methods and the unrolling metrics need; else None.
         masks: The pruning masks the run kept (``train(..., masks=...)``), to pass on to
             ``ob.unlearn(..., masks=...)``; None for a dense run.
+        training_set: The train-split rows the model saw (a :class:`~obliviate.data.TrainingSet`)
+            when ``data`` was a view of a dataset's train split (``scenario.train``); None for
+            other data. ``ob.unlearn`` and ``ob.evaluate`` check scenarios against it.
     """
 
     model: nn.Module
@@ -138,6 +143,17 @@ class TrainResult:
     seed: int = 0
     recording: Any = None
     masks: dict[str, torch.Tensor] | None = None
+    training_set: TrainingSet | None = None
+
+
+def training_set_of(data: Dataset) -> TrainingSet | None:
+    """The :class:`~obliviate.data.TrainingSet` of ``data`` when it is a view of a named dataset's
+    train split (``scenario.train``, ``scenario.retain``, ...), else None.
+    """
+    name = getattr(data, "train_split_of", None)
+    if isinstance(data, Subset) and name is not None:
+        return TrainingSet.of(name, data.indices)
+    return None
 
 
 def cross_entropy_loss(label_smoothing: float = 0.0, std_reg: float = 0.0) -> LossFn:
@@ -595,6 +611,7 @@ def train(
         seed=seed,
         recording=recording,
         masks=None if masks is None else dict(masks),
+        training_set=training_set_of(data),
     )
 
 

@@ -2,7 +2,7 @@
 
 from .base import ArrayDataset, Concat, DatasetSplits, LabeledDataset, Relabeled, Subset, iterate_batches, targets_of
 from .datasets import CIFAR100_COARSE, DATASETS, default_root, from_arrays, from_dataset, load_dataset
-from .scenario import SPLITS, Scenario, parse_scenario, validation_split
+from .scenario import SPLITS, Scenario, TrainingSet, parse_scenario, validation_split
 
 __all__ = [
     "ArrayDataset",
@@ -15,6 +15,7 @@ __all__ = [
     "SPLITS",
     "Scenario",
     "Subset",
+    "TrainingSet",
     "default_root",
     "from_arrays",
     "from_dataset",

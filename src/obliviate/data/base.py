@@ -142,10 +142,16 @@ class LabeledDataset(Dataset):
 
 
 class Subset(_TorchSubset):
-    """A torch ``Subset`` that also exposes ``targets`` for its positions."""
+    """A torch ``Subset`` that also exposes ``targets`` for its positions.
 
-    def __init__(self, dataset: Dataset, indices: Sequence[int] | np.ndarray) -> None:
+    ``train_split_of`` names the dataset when ``dataset`` is that dataset's train split, so that
+    :func:`obliviate.train` can record which training rows a model saw (the views of a
+    :class:`~obliviate.data.Scenario` set it).
+    """
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int] | np.ndarray, *, train_split_of: str | None = None) -> None:
         super().__init__(dataset, np.asarray(indices, dtype=np.int64))
+        self.train_split_of = train_split_of
 
     @property
     def targets(self) -> np.ndarray:

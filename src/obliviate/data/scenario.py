@@ -7,9 +7,12 @@ default) is held out from training, and is the non-member set some methods and m
 
 Every index set is derived from a seed and stored explicitly, and a scenario saves as JSON with
 a SHA-256 hash of the dataset name and the indices, so a run can be reproduced and audited.
-(The seed code drew the validation split with a different seed for training and for
-unlearning, so "retain" held images the model never saw; here the split is data, not a seed
-convention: ``val_seed`` is recorded and must match the one used to train.)
+The validation split is drawn with ``val_seed`` (default 0), independently of the forget draw's
+``seed``: one trained model serves every forget draw, and its training set is the same in all of
+them. (The seed code drew the validation split with the forget seed, so a model trained for one
+draw and evaluated on another had "retain" rows it never saw and "held-out" rows it trained on.)
+A :class:`TrainingSet` names the rows a model was trained on; ``ob.unlearn`` and
+``ob.evaluate`` compare it with the scenario's and refuse a mismatch.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from ..errors import InvalidConfigError
 from ..registry import suggest
 from .base import DatasetSplits, Subset
 
-__all__ = ["Scenario", "validation_split", "parse_scenario", "SCENARIO_KINDS", "SPLITS"]
+__all__ = ["Scenario", "TrainingSet", "validation_split", "parse_scenario", "SCENARIO_KINDS", "SPLITS"]
 
 Split = Literal["forget", "retain", "val", "train", "test"]
 SPLITS: tuple[str, ...] = ("forget", "retain", "val", "train", "test")
@@ -90,6 +93,70 @@ def _index_array(owner: str, name: str, values: Any, size: int, allow_empty: boo
     return uniq
 
 
+@dataclass(frozen=True)
+class TrainingSet:
+    """The rows of a dataset's train split that a model was trained on, by hash.
+
+    Two training sets are equal when their dataset names, sizes and SHA-256 digests of the sorted
+    indices are; the indices themselves are kept when known (not when read back from a run
+    record, which stores only the digest), so a mismatch can be explained row by row.
+
+    Attributes:
+        dataset: Name of the dataset whose train split the indices refer to.
+        size: Number of rows.
+        digest: SHA-256 of the dataset name and the sorted ``int64`` indices.
+        indices: The sorted indices, or None when only the digest is known.
+    """
+
+    dataset: str
+    size: int
+    digest: str
+    indices: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, dataset: str, indices: Any) -> TrainingSet:
+        """The training set of ``dataset``'s train-split rows ``indices`` (any order, no duplicates)."""
+        idx = np.unique(np.asarray(indices, dtype=np.int64))
+        payload = json.dumps({"dataset": dataset, "train_indices": idx.tolist()}, separators=(",", ":"))
+        return cls(dataset=dataset, size=int(idx.size), digest=hashlib.sha256(payload.encode()).hexdigest(), indices=idx)
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"dataset", "size", "hash"}`` for a run record."""
+        return {"dataset": self.dataset, "size": self.size, "hash": self.digest}
+
+    @classmethod
+    def from_json(cls, data: Any) -> TrainingSet:
+        """Read :meth:`to_json` output back (without the indices)."""
+        if not isinstance(data, dict) or not {"dataset", "size", "hash"} <= set(data):
+            raise InvalidConfigError(f"Not a training-set record (needs dataset, size and hash): {data!r}.")
+        return cls(dataset=str(data["dataset"]), size=int(data["size"]), digest=str(data["hash"]))
+
+    def explain(self, other: TrainingSet, scenario: Scenario | None = None) -> str:
+        """Why ``other`` (what a scenario expects) differs from this training set, in words."""
+        if self.dataset != other.dataset:
+            return f"the model was trained on dataset {self.dataset!r}, the scenario is on {other.dataset!r}"
+        text = (
+            f"the model was trained on {self.size} rows (hash {self.digest[:12]}), "
+            f"the scenario expects {other.size} (hash {other.digest[:12]})"
+        )
+        if self.indices is None or other.indices is None:
+            return text
+        unseen = np.setdiff1d(other.indices, self.indices)
+        parts = []
+        if scenario is not None:
+            n_r = int(np.isin(scenario.retain_idx, unseen).sum())
+            n_f = int(np.isin(scenario.forget_idx, unseen).sum())
+            n_v = int(np.isin(scenario.val_idx, self.indices).sum())
+            if n_r or n_f:
+                parts.append(f"{n_r} retain and {n_f} forget rows were never trained on")
+            if n_v:
+                parts.append(f"{n_v} of {len(scenario.val_idx)} held-out validation rows were trained on")
+        else:
+            extra = np.setdiff1d(self.indices, other.indices)
+            parts.append(f"{unseen.size} expected rows were never trained on, {extra.size} trained rows are not expected")
+        return text + ("; " + "; ".join(parts) if parts else "")
+
+
 @dataclass(frozen=True, eq=False)
 class Scenario:
     """A forgetting request over a dataset, as explicit index arrays.
@@ -106,7 +173,7 @@ class Scenario:
         kind: "random", "classwise", "subclass" or "custom".
         name: Short name used in tables, e.g. "class:3", "random:0.1".
         seed: Seed of the forget draw.
-        val_seed: Seed of the validation split.
+        val_seed: Seed of the validation split (default 0, independent of ``seed``).
         params: The arguments that built it (forget_class, fraction, ...).
     """
 
@@ -158,7 +225,7 @@ class Scenario:
         count: int | None = None,
         seed: int = 0,
         val_fraction: float = 0.1,
-        val_seed: int | None = None,
+        val_seed: int = 0,
     ) -> Scenario:
         """Forget a uniformly random subset of the training data.
 
@@ -168,8 +235,8 @@ class Scenario:
             count: Number of samples to forget.
             seed: Seed of the draw.
             val_fraction: Share of each class held out as the validation split.
-            val_seed: Seed of the validation split (defaults to ``seed``); must be the one the
-                original model was trained with.
+            val_seed: Seed of the validation split (default 0, independent of ``seed``); must be
+                the one the original model was trained with.
 
         Example:
             >>> from obliviate.data import load_dataset
@@ -179,7 +246,7 @@ class Scenario:
         """
         owner = "Scenario.random"
         seed = _check_seed(owner, seed)
-        val_seed = seed if val_seed is None else _check_seed(owner, val_seed)
+        val_seed = _check_seed(owner, val_seed)
         if (fraction is None) == (count is None):
             raise InvalidConfigError(
                 f"{owner} needs exactly one of 'fraction' or 'count'; got fraction={fraction!r}, count={count!r}."
@@ -219,7 +286,7 @@ class Scenario:
         count: int | None = None,
         seed: int = 0,
         val_fraction: float = 0.1,
-        val_seed: int | None = None,
+        val_seed: int = 0,
     ) -> Scenario:
         """Forget a whole class (or ``count`` random samples of it).
 
@@ -232,11 +299,11 @@ class Scenario:
             count: Forget only this many random samples of the class (None: all of them).
             seed: Seed of the draw (used when ``count`` is given).
             val_fraction: Share of each class held out as the validation split.
-            val_seed: Seed of the validation split (defaults to ``seed``).
+            val_seed: Seed of the validation split (default 0, independent of ``seed``).
         """
         owner = "Scenario.classwise"
         seed = _check_seed(owner, seed)
-        val_seed = seed if val_seed is None else _check_seed(owner, val_seed)
+        val_seed = _check_seed(owner, val_seed)
         c = _resolve_class(owner, "forget_class", forget_class, dataset.classes, dataset.num_classes)
         val, pool = cls._pool(dataset, val_fraction, val_seed)
         members = pool[dataset.train_targets[pool] == c]
@@ -267,7 +334,7 @@ class Scenario:
         count: int | None = None,
         seed: int = 0,
         val_fraction: float = 0.1,
-        val_seed: int | None = None,
+        val_seed: int = 0,
     ) -> Scenario:
         """Forget one sub-class (a fine label) inside its super-class (CIFAR-20's "rocket").
 
@@ -280,7 +347,7 @@ class Scenario:
             count: Forget only this many random samples of the sub-class.
             seed: Seed of the draw.
             val_fraction: Share of each class held out as the validation split.
-            val_seed: Seed of the validation split (defaults to ``seed``).
+            val_seed: Seed of the validation split (default 0, independent of ``seed``).
         """
         owner = "Scenario.subclass"
         if dataset.train_fine is None or dataset.test_fine is None or dataset.fine_classes is None:
@@ -289,7 +356,7 @@ class Scenario:
                 f"{dataset.name!r} has none."
             )
         seed = _check_seed(owner, seed)
-        val_seed = seed if val_seed is None else _check_seed(owner, val_seed)
+        val_seed = _check_seed(owner, val_seed)
         c = _resolve_class(owner, "fine_class", fine_class, dataset.fine_classes, len(dataset.fine_classes))
         val, pool = cls._pool(dataset, val_fraction, val_seed)
         members = pool[dataset.train_fine[pool] == c]
@@ -320,7 +387,7 @@ class Scenario:
         *,
         seed: int = 0,
         val_fraction: float = 0.1,
-        val_seed: int | None = None,
+        val_seed: int = 0,
     ) -> Scenario:
         """Forget exactly the given train-split indices (a deletion request).
 
@@ -331,11 +398,11 @@ class Scenario:
             seed: Recorded seed.
             val_fraction: Share of each class held out (0 when the model was trained on the
                 whole train split).
-            val_seed: Seed of the validation split (defaults to ``seed``).
+            val_seed: Seed of the validation split (default 0, independent of ``seed``).
         """
         owner = "Scenario.from_indices"
         seed = _check_seed(owner, seed)
-        val_seed = seed if val_seed is None else _check_seed(owner, val_seed)
+        val_seed = _check_seed(owner, val_seed)
         forget = _index_array(owner, "forget_indices", forget_indices, len(dataset.train), allow_empty=False)  # type: ignore[arg-type]
         val, pool = cls._pool(dataset, val_fraction, val_seed)
         clash = np.intersect1d(forget, val)
@@ -364,20 +431,71 @@ class Scenario:
         return np.union1d(self.forget_idx, self.retain_idx).astype(np.int64)
 
     @cached_property
+    def training_set(self) -> TrainingSet:
+        """What the original model must have been trained on: ``sorted(forget ∪ retain)``."""
+        return TrainingSet.of(self.dataset.name, self.train_idx)
+
+    @cached_property
+    def retain_set(self) -> TrainingSet:
+        """What a model unlearned on this scenario was (in effect) trained on: the retain set."""
+        return TrainingSet.of(self.dataset.name, self.retain_idx)
+
+    def then(self, forget_indices: Any, *, name: str | None = None) -> Scenario:
+        """The next deletion request on a model already unlearned on this scenario.
+
+        Its training set is this scenario's retain set: ``forget_indices`` (train-split indices,
+        all in the current retain set) are forgotten, the rest of the retain set is kept, and
+        the validation and test splits are unchanged.
+
+        Args:
+            forget_indices: Train-split indices to forget now.
+            name: Table name (default ``"<this name>+n=<count>"``).
+
+        Raises:
+            InvalidConfigError: an index is not in this scenario's retain set.
+
+        Example:
+            >>> from obliviate.data import load_dataset
+            >>> sc = Scenario.random(load_dataset("digits"), count=10, seed=0)
+            >>> nxt = sc.then(sc.retain_idx[:5])
+            >>> nxt.training_set == sc.retain_set, len(nxt.forget)
+            (True, 5)
+        """
+        forget = _index_array("Scenario.then", "forget_indices", forget_indices, len(self.dataset.train), allow_empty=False)  # type: ignore[arg-type]
+        outside = np.setdiff1d(forget, self.retain_idx)
+        if outside.size:
+            raise InvalidConfigError(
+                f"Scenario.then: train index {int(outside[0])} is not in the retain set of {self.name!r} (it was "
+                "forgotten already, is held out, or was never trained on); a follow-up request forgets retained rows only."
+            )
+        return Scenario(
+            dataset=self.dataset,
+            forget_idx=forget,
+            retain_idx=np.setdiff1d(self.retain_idx, forget),
+            val_idx=self.val_idx,
+            test_idx=self.test_idx,
+            kind="custom",
+            name=name or f"{self.name}+n={len(forget)}",
+            seed=self.seed,
+            val_seed=self.val_seed,
+            params={"count": int(len(forget)), "after": self.hash},
+        )
+
+    @cached_property
     def forget(self) -> Subset:
-        return Subset(self.dataset.train, self.forget_idx)
+        return Subset(self.dataset.train, self.forget_idx, train_split_of=self.dataset.name)
 
     @cached_property
     def retain(self) -> Subset:
-        return Subset(self.dataset.train, self.retain_idx)
+        return Subset(self.dataset.train, self.retain_idx, train_split_of=self.dataset.name)
 
     @cached_property
     def val(self) -> Subset:
-        return Subset(self.dataset.train, self.val_idx)
+        return Subset(self.dataset.train, self.val_idx, train_split_of=self.dataset.name)
 
     @cached_property
     def train(self) -> Subset:
-        return Subset(self.dataset.train, self.train_idx)
+        return Subset(self.dataset.train, self.train_idx, train_split_of=self.dataset.name)
 
     @cached_property
     def test(self) -> Subset:
@@ -434,6 +552,8 @@ class Scenario:
             "seed": self.seed,
             "val_seed": self.val_seed,
             "hash": self.hash,
+            "train_set": self.training_set.to_json(),
+            "retain_set": self.retain_set.to_json(),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -522,9 +642,7 @@ def _resolve_class(owner: str, name: str, value: Any, classes: tuple[str, ...], 
     return int(value)
 
 
-def parse_scenario(
-    spec: str, dataset: DatasetSplits, *, seed: int = 0, val_fraction: float = 0.1, val_seed: int | None = None
-) -> Scenario:
+def parse_scenario(spec: str, dataset: DatasetSplits, *, seed: int = 0, val_fraction: float = 0.1, val_seed: int = 0) -> Scenario:
     """Build a scenario from its short name: ``class:3``, ``class:3:n=50``, ``random:0.1``,
     ``random:n=100``, ``subclass:rocket``.
 

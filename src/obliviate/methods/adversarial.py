@@ -39,6 +39,7 @@ __all__ = [
     "attack_features_of",
     "barlow_twins_loss",
     "heldout_split",
+    "attack_heldout_split",
     "membership_attack_accuracy",
     "train_attacker",
 ]
@@ -363,6 +364,28 @@ def heldout_split(scenario: Scenario, *, restrict: bool = True, include_test: bo
     return val
 
 
+def attack_heldout_split(scenario: Scenario) -> Subset:
+    """The non-members of the ``mia_adversarial`` metric: test-split samples like the forget set.
+
+    Only the test split is used: it is disjoint from the training set and from the validation
+    split, which methods may read (the ``adversarial`` defender trains against the validation
+    samples, so scoring against them would flatter it). For class-wise and sub-class forgetting
+    these are the test samples of the forgotten (sub-)class (:attr:`Scenario.test_forget`); for
+    random and custom forgetting, the test samples of the classes present in D_f.
+
+    Args:
+        scenario: The scenario.
+
+    Returns:
+        A view of ``scenario.dataset.test``.
+    """
+    if scenario.test_forget is not None:
+        return scenario.test_forget
+    labels = scenario.dataset.test_targets[scenario.test_idx]
+    wanted = np.unique(scenario.dataset.train_targets[scenario.forget_idx])
+    return Subset(scenario.dataset.test, scenario.test_idx[np.isin(labels, wanted)])
+
+
 def membership_attack_accuracy(
     model: nn.Module,
     scenario: Scenario,
@@ -375,14 +398,16 @@ def membership_attack_accuracy(
 ) -> float:
     """The ``mia_adversarial`` metric of a model: a fresh attacker's accuracy, D_f vs held out.
 
-    Members are the forget set; non-members are :func:`heldout_split` with ``restrict=True``
-    and ``include_test=True``: for random forgetting the validation split, for class-wise and
-    sub-class forgetting the validation and test samples of the forgotten (sub-)class (held
-    out from the forget set's own class, so the one-hot label gives nothing away). Features
-    are :func:`attack_features_of` (model in eval mode, noise seeded by ``seed``); the score
-    is :func:`obliviate.metrics.functional.mia_adversarial`. The held-out side is small for a
-    class-wise scenario (on digits about 50 samples, 15 of them scored per side), so the value
-    is coarse; average it over seeds.
+    Members are the forget set; non-members are :func:`attack_heldout_split`: test-split
+    samples only (for class-wise and sub-class forgetting those of the forgotten (sub-)class, so
+    the one-hot label gives nothing away; for random forgetting those of D_f's classes). The
+    test split is disjoint from everything any method sees: training data, and the validation
+    split that the ``adversarial`` defender trains against (an earlier version scored against
+    validation samples, which flattered that method). Features are :func:`attack_features_of`
+    (model in eval mode, noise seeded by ``seed``); the score is
+    :func:`obliviate.metrics.functional.mia_adversarial`. The held-out side is small for a
+    class-wise scenario (on digits a few dozen test samples of the class), so the value is
+    coarse; average it over seeds.
 
     Args:
         model: The model to attack.
@@ -402,11 +427,11 @@ def membership_attack_accuracy(
     from ..metrics.functional.adversarial import mia_adversarial
 
     dev = model_device(model) if device is None else device
-    heldout = heldout_split(scenario, restrict=True, include_test=True)
+    heldout = attack_heldout_split(scenario)
     if len(heldout) < 2:  # type: ignore[arg-type]
         raise MissingDataError(
-            f"mia_adversarial needs held-out samples of the forget set's distribution, but scenario {scenario.name!r} "
-            "has fewer than 2; build it with a validation split (val_fraction > 0)."
+            f"mia_adversarial needs held-out test samples of the forget set's distribution, but scenario {scenario.name!r} "
+            "has fewer than 2 in its test split."
         )
     num_classes = scenario.dataset.num_classes
     generator = torch.Generator(device=dev).manual_seed(seed)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -22,10 +23,11 @@ from torch import nn
 
 from .._utils import Timer, resolve_device, seeded
 from .._validation import Config, Interval, Options, check_interval, param
-from ..data.scenario import SCENARIO_KINDS, SPLITS, Scenario
+from ..data.scenario import SCENARIO_KINDS, SPLITS, Scenario, TrainingSet
 from ..errors import DivergenceError, InvalidConfigError, MissingDataError
 from ..registry import Registry
-from ..training import TrainConfig, fit, resolve_masks
+from ..runs import check_training_set
+from ..training import TrainConfig, TrainResult, fit, resolve_masks
 
 __all__ = [
     "METHODS",
@@ -131,6 +133,8 @@ class UnlearningResult:
         diagnostics: Method-specific numbers, plus ``passes`` (samples back-propagated divided
             by the size of the original training set).
         method: Registry name of the method.
+        training_set: What the unlearned model is, in effect, trained on: the scenario's retain
+            set. A later request on this model (``scenario.then(...)``) is checked against it.
     """
 
     model: nn.Module
@@ -138,6 +142,7 @@ class UnlearningResult:
     config: dict[str, Any]
     diagnostics: dict[str, float]
     method: str
+    training_set: TrainingSet | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,7 +168,7 @@ class UnlearningMethod(Config):
 
     def unlearn(
         self,
-        model: nn.Module,
+        model: nn.Module | TrainResult | UnlearningResult | str | os.PathLike[str],
         scenario: Scenario,
         *,
         seed: int = 0,
@@ -175,7 +180,11 @@ class UnlearningMethod(Config):
         """Unlearn ``scenario.forget`` from a copy of ``model``.
 
         Args:
-            model: The trained model; never modified.
+            model: The trained model; never modified. Pass the ``TrainResult`` of
+                ``ob.train(model, scenario.train)``, an ``UnlearningResult`` (for a follow-up
+                request, ``scenario.then(...)``) or a run directory, and the scenario is checked
+                against the rows the model was trained on; a bare ``nn.Module`` is accepted with an
+                :class:`~obliviate.errors.UncheckedTrainingSetWarning`.
             scenario: What to forget and what to keep.
             seed: Seed of every random draw (0 is a seed).
             device: "auto", "cpu", "cuda", ...
@@ -189,20 +198,19 @@ class UnlearningMethod(Config):
 
         Raises:
             InvalidConfigError: wrong argument types or values.
+            TrainingSetMismatchError: the scenario's training set (forget ∪ retain) is not the
+                model's.
             MissingDataError: a split the method needs is empty.
             IncompatibleModelError: masks that do not fit the model.
             DivergenceError: the method produced NaN/inf weights or losses.
         """
-        if not isinstance(model, nn.Module):
-            raise InvalidConfigError(
-                f"The 'model' argument of {type(self).__name__}.unlearn must be a torch.nn.Module; got {type(model).__name__}."
-            )
         if not isinstance(scenario, Scenario):
             raise InvalidConfigError(
                 f"The 'scenario' argument of {type(self).__name__}.unlearn must be an obliviate Scenario; "
                 f"got {type(scenario).__name__}."
             )
         seed = check_interval(type(self).__name__, "seed", seed, kind=int, low=0)
+        model = check_training_set(model, scenario, f"{type(self).__name__}.unlearn")
         if scenario.kind not in self.kinds:
             raise InvalidConfigError(
                 f"{type(self).__name__} supports {', '.join(sorted(self.kinds))} scenarios; {scenario.name!r} is "
@@ -253,7 +261,12 @@ class UnlearningMethod(Config):
         diagnostics = {k: float(v) for k, v in ctx.diagnostics.items()}
         diagnostics["passes"] = ctx.counter["samples"] / max(1, len(scenario.train))
         return UnlearningResult(
-            model=out, seconds=timer.seconds, config=self.to_dict(), diagnostics=diagnostics, method=self.name
+            model=out,
+            seconds=timer.seconds,
+            config=self.to_dict(),
+            diagnostics=diagnostics,
+            method=self.name,
+            training_set=scenario.retain_set,
         )
 
     def _unlearn(self, model: nn.Module, scenario: Scenario, ctx: RunContext) -> nn.Module:
@@ -306,7 +319,7 @@ class FineTuneRecipe(Config):
 
 
 def unlearn(
-    model: nn.Module,
+    model: nn.Module | TrainResult | UnlearningResult | str | os.PathLike[str],
     scenario: Scenario,
     method: str | UnlearningMethod,
     *,
@@ -321,7 +334,9 @@ def unlearn(
     """Unlearn ``scenario.forget`` from a copy of ``model`` with a registered method.
 
     Args:
-        model: The trained model; never modified.
+        model: The trained model; never modified. A ``TrainResult``, ``UnlearningResult`` or run
+            directory lets the scenario be checked against the model's training set (see
+            :meth:`UnlearningMethod.unlearn`); a bare ``nn.Module`` is accepted with a warning.
         scenario: What to forget and what to keep.
         method: A registry name ("ssd", "finetune", ...) or a method instance.
         seed: Seed of every random draw.
@@ -341,7 +356,7 @@ def unlearn(
         >>> ds = ob.load_dataset("digits")
         >>> sc = ob.Scenario.classwise(ds, forget_class=3, seed=0)
         >>> base = ob.train(ob.build_model("cnn", ds), sc.train, epochs=3, lr=0.05, batch_size=64, progress=False)
-        >>> out = ob.unlearn(base.model, sc, "ssd", alpha=10.0, dampening=1.0)
+        >>> out = ob.unlearn(base, sc, "ssd", alpha=10.0, dampening=1.0)
         >>> out.method, out.config["alpha"]
         ('ssd', 10.0)
     """

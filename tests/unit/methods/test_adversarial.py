@@ -172,6 +172,31 @@ def test_heldout_split_keeps_the_forgotten_class_or_everything(class3, digits):
     assert 0 < len(held) == int(np.sum(fine_val == 3)) < len(sub.val)  # only the forgotten sub-class
 
 
+def test_mia_adversarial_scores_against_test_samples_no_method_saw(trained_cnn, class3, digits, monkeypatch):
+    """The non-members are test-split samples only: never the validation split the defender trains on."""
+    import obliviate.methods.adversarial as adv
+
+    seen: list = []
+    real = adv.attack_features_of
+
+    def spy(model, data, *args, **kwargs):
+        seen.append(data)
+        return real(model, data, *args, **kwargs)
+
+    monkeypatch.setattr(adv, "attack_features_of", spy)
+    rnd = ob.Scenario.random(digits, fraction=0.1, seed=0)
+    for sc in (class3, rnd):
+        seen.clear()
+        membership_attack_accuracy(trained_cnn, sc, seed=0)
+        members, nonmembers = seen
+        assert isinstance(nonmembers, ob.data.Subset) and nonmembers.dataset is digits.test
+        assert np.isin(nonmembers.indices, sc.test_idx).all()
+    # class-wise: exactly the forgotten class's test samples; random: the test samples of D_f's classes
+    held = adv.attack_heldout_split(class3)
+    assert set(held.targets.tolist()) == {3} and len(held) == len(class3.test_forget)
+    assert len(adv.attack_heldout_split(rnd)) == len(rnd.test)
+
+
 def test_a_class_without_held_out_samples_is_a_clear_error(class3, trained_cnn):
     labels = class3.dataset.train_targets
     sc = ob.Scenario(
