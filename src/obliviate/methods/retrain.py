@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
 from torch import nn
 
 from .._validation import Interval, IntSequence, param
 from ..data.scenario import Scenario
+from ..errors import InvalidConfigError
 from ..models.zoo import reinitialize
 from ..training import TrainConfig
 from .base import RunContext, UnlearningMethod, register_method
@@ -26,8 +28,17 @@ class Retrain(UnlearningMethod, TrainConfig):
     included), then trained on D_r with the one training loop. With ``seed`` equal to the
     original model's ``build_model`` seed, retraining starts from the same initial weights.
     Used as the oracle, it takes the original model's recipe
-    (``ob.unlearn(model, sc, "retrain", **train_result.config.to_dict())``). With masks, pruned
-    coordinates keep their (zero) values, as Unlearn-Sparse retrains sparse models.
+    (``ob.unlearn(model, sc, "retrain", **train_result.config.to_dict())``).
+
+    Masks must be pruning masks, as Unlearn-Sparse retrains sparse models: every False
+    coordinate must be zero in the given model, and it is exactly zero in the retrained one.
+    Any other mask is refused (``InvalidConfigError``): keeping a trained value would copy
+    what the model learnt, the forget set included, into the "from scratch" oracle.
+
+    Exact with respect to: ``ob.train`` of the model's ``build_model`` initialisation (the same
+    ``seed``; masked coordinates zeroed, the same masks) on ``scenario.retain`` with this
+    recipe (its fields) and ``seed``. On the CPU the weights are bit-identical (the contract
+    suite checks it against an independent ``ob.train``).
 
     Unlike the SSD code's "retrain", which resets only the direct children of the model (the
     final layer of its ResNet), this resets every module recursively.
@@ -68,7 +79,20 @@ class Retrain(UnlearningMethod, TrainConfig):
     milestones: tuple[int, ...] | None = param((91, 136), IntSequence(allow_none=True))
 
     def _unlearn(self, model: nn.Module, scenario: Scenario, ctx: RunContext) -> nn.Module:
+        params = dict(model.named_parameters())
+        for name, mask in ctx.masks.items():
+            kept = params[name].detach()[~mask]
+            nonzero = int(torch.count_nonzero(kept))
+            if nonzero:
+                raise InvalidConfigError(
+                    f"retrain accepts only pruning masks (False = pruned, zero in the model): the mask for {name!r} "
+                    f"has {nonzero} of {kept.numel()} masked-out coordinates that are not zero in the given model. "
+                    "A retrained model starts from scratch and cannot keep trained values; zero those coordinates "
+                    "(prune the model, e.g. obliviate.pruning.prune) or pass masks=None."
+                )
         reinitialize(model, ctx.seed)
-        ctx.restore_frozen(model)  # pruned coordinates stay pruned
+        with torch.no_grad():
+            for name, mask in ctx.masks.items():
+                params[name].masked_fill_(~mask, 0.0)  # pruned coordinates are zero from the start
         ctx.fit(model, scenario.retain, self.recipe(), desc="retrain")
         return model
