@@ -109,6 +109,11 @@ def resolve_model(model: Any, owner: str) -> tuple[nn.Module, TrainingSet | None
     if isinstance(model, (TrainResult, UnlearningResult, Run)):
         return model.model, model.training_set
     if isinstance(model, (str, os.PathLike)):
+        if not (Path(model) / RUN_FILE).is_file():
+            raise InvalidConfigError(
+                f"The 'model' argument of {owner} must be a torch.nn.Module, a TrainResult, an UnlearningResult or a run "
+                f"directory; got {type(model).__name__} {str(model)!r}, which is not a run directory (no {RUN_FILE})."
+            )
         run = load_run(model)
         return run.model, run.training_set
     if isinstance(model, nn.Module):
