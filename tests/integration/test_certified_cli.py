@@ -25,6 +25,9 @@ from obliviate.cli import main
 from obliviate.errors import DuplicateRequestError, LedgerError, UnknownSampleError
 from obliviate.ledger import DeletionLedger
 
+# the seeds here are deliberate (reproducible tests): the warning is tested in test_secrecy.py
+pytestmark = pytest.mark.filterwarnings("ignore::obliviate.certified.SeededNoiseWarning")
+
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
     try:

@@ -20,6 +20,9 @@ from sklearn.preprocessing import StandardScaler
 
 from obliviate.certified import CertifiedLogisticRegression, CertifiedRidgeClassifier, c_from_delta
 
+# the seeds here are deliberate (reproducible tests): the warning is tested in test_secrecy.py
+pytestmark = pytest.mark.filterwarnings("ignore::obliviate.certified.SeededNoiseWarning")
+
 
 def digits_3_vs_8():
     d = load_digits()

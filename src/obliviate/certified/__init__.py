@@ -22,7 +22,13 @@ from .bounds import (
     worst_case_bound,
 )
 from .features import DPFeatureExtractor, RawFeatures, TorchFeatures, dp_epsilon, group_privacy, train_dp_extractor
-from .model import CertifiedLinearClassifier, CertifiedLogisticRegression, CertifiedRidgeClassifier, RemovalReport
+from .model import (
+    CertifiedLinearClassifier,
+    CertifiedLogisticRegression,
+    CertifiedRidgeClassifier,
+    RemovalReport,
+    SeededNoiseWarning,
+)
 from .run import CertifiedRun, fit_run
 
 __all__ = [
@@ -38,6 +44,7 @@ __all__ = [
     "CertifiedLogisticRegression",
     "CertifiedRidgeClassifier",
     "RemovalReport",
+    "SeededNoiseWarning",
     "c_from_delta",
     "certified_epsilon",
     "data_dependent_bound",

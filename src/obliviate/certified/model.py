@@ -51,16 +51,30 @@ from ..errors import (
     IncompatibleModelError,
     InvalidConfigError,
     UnknownSampleError,
+    UnlearningWarning,
 )
 from ..ledger.budget import RemovalBudget
 from . import _solver
 from ._losses import LOSSES
 from .bounds import gram_upper_eigenvalue
 
-__all__ = ["CertifiedLinearClassifier", "CertifiedLogisticRegression", "CertifiedRidgeClassifier", "RemovalReport"]
+__all__ = [
+    "CertifiedLinearClassifier",
+    "CertifiedLogisticRegression",
+    "CertifiedRidgeClassifier",
+    "RemovalReport",
+    "SeededNoiseWarning",
+]
 
 FORMAT = "obliviate.certified/1"
 _EPS = float(np.finfo(np.float64).eps)
+
+
+class SeededNoiseWarning(UnlearningWarning):
+    """A certified model was fitted with a seed: its secret noise ``b`` is reproducible by anyone who
+    knows the seed, so the guarantee does not hold against them. Fine for tests and reproducible
+    experiments; a deployment fits without a seed (operating-system entropy).
+    """
 
 
 @dataclass(frozen=True)
@@ -196,9 +210,12 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
             certificate; the removed model is within ``||Delta - H s|| / (lam n')`` of the exact
             Newton step.
         max_cg_iter: Most conjugate-gradient iterations per removal (default 50).
-        random_state: Seed (int), ``numpy.random.Generator`` or None (operating-system entropy)
-            for the noise ``b`` and the subsampling. A known seed makes ``b`` known, which voids
-            the guarantee against whoever knows it: use None in production.
+        random_state: Seed (int), ``numpy.random.Generator`` or None (operating-system entropy,
+            the default) for the noise ``b``, the subsampling and the noise of later retrainings.
+            A known seed makes ``b`` known, which voids the guarantee against whoever knows it: a
+            seeded fit warns (:class:`SeededNoiseWarning`), and the seed is never written to the
+            public model file, only to the secret file (``save(secret_path=...)``). A model loaded
+            without its secret file draws the noise of its retrainings from operating-system entropy.
 
     Attributes:
         classes_: The class labels.
@@ -367,6 +384,15 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
             self._y = np.where(y_index == 1, 1.0, -1.0)[:, None]
         else:
             self._y = np.where(y_index[:, None] == np.arange(k)[None, :], 1.0, -1.0)
+        if isinstance(self.random_state, (int, np.integer)):
+            warnings.warn(
+                f"{type(self).__name__} was fitted with random_state={self.random_state}: its secret noise b is "
+                "reproducible by anyone with the seed, which voids the guarantee against them. Use random_state=None "
+                "(operating-system entropy) for a deployment; the seed is kept out of the public model file.",
+                SeededNoiseWarning,
+                stacklevel=2,
+            )
+        # None: a SeedSequence from operating-system entropy (os.urandom), recorded nowhere
         self._rng = np.random.default_rng(self.random_state)
         b = params["sigma"] * self._rng.standard_normal((p, k))  # drawn first: a seed gives the same b for any n
         member = np.ones((n, k))
@@ -651,8 +677,7 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
     def _public_state(self) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         check_is_fitted(self, "budget_")
         params = self.get_params()
-        if not isinstance(params["random_state"], (int, np.integer, type(None))):
-            params["random_state"] = None
+        params["random_state"] = None  # a seed determines b: it goes to the secret file only
         tensors = {
             "weights": np.ascontiguousarray(self._w),
             "removed": self._removed.astype(np.uint8),
@@ -684,8 +709,9 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
     def save(self, path: str | os.PathLike[str], *, secret_path: str | os.PathLike[str] | None = None) -> Path:
         """Write the model (atomically) as safetensors. The noise ``b`` is *not* in it: it is only
         needed to compute the true residual (removals and retraining never need the old ``b``),
-        and publishing it next to the weights would void the guarantee. ``secret_path`` writes it
-        to a separate file, to be kept private.
+        and publishing it next to the weights would void the guarantee. Neither is the seed of a
+        seeded fit, which determines ``b``. ``secret_path`` writes ``b`` (and the seed, if any) to a
+        separate file, to be kept private.
         """
         from safetensors.numpy import save
 
@@ -693,6 +719,8 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
         atomic_write(path, self.to_bytes())
         if secret_path is not None:
             meta = {"format": FORMAT + "+secret", "data_sha256": self._data_digest, "model_sha256": file_digest(path)}
+            if isinstance(self.random_state, (int, np.integer)):
+                meta["random_state"] = str(int(self.random_state))
             atomic_write(secret_path, save({"noise": np.ascontiguousarray(self._b)}, metadata=meta))
         return path
 
@@ -722,15 +750,17 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
         model.budget_.load_state_dict(json.loads(meta["budget"]))
         model.history_ = [RemovalReport(**{**r, "indices": tuple(r["indices"])}) for r in json.loads(meta["history"])]
         model._b = None
-        if X is not None:
-            if y is None:
-                raise InvalidConfigError("load() needs y together with X to resume removals.")
-            model._attach(X, y)
         if secret is not None:
             s_tensors, s_meta = read_safetensors(secret)
             if s_meta.get("data_sha256") != model._data_digest or s_tensors["noise"].shape != model._w.shape:
                 raise IncompatibleModelError("The secret file belongs to another model (its data digest or shape differs).")
             model._b = np.array(s_tensors["noise"], dtype=np.float64)
+            if "random_state" in s_meta:  # a seeded fit: its seed continues the retraining stream
+                model.random_state = int(s_meta["random_state"])
+        if X is not None:
+            if y is None:
+                raise InvalidConfigError("load() needs y together with X to resume removals.")
+            model._attach(X, y)
         return model
 
     @classmethod
@@ -744,7 +774,8 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
     ) -> CertifiedLinearClassifier:
         """Load a saved model. Without ``X, y`` it predicts; with the training data it was fitted on
         (checked by digest) it can go on removing. ``secret_path`` restores ``b`` (for
-        :meth:`gradient_residual` only).
+        :meth:`gradient_residual` only) and, for a seeded fit, the seed of later retrainings'
+        noise; without it that noise comes from operating-system entropy.
 
         Raises:
             InvalidConfigError: the file does not exist.
@@ -781,8 +812,9 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
             d = LOSSES[self._loss].d2(self._z[:, j], self._y[:, j])
             self._prec.append(_solver.Preconditioner(_solver.weighted_gram(self._x, self._active[:, j] * d, shift), d, shift))
         rs = self.random_state
-        # a fresh stream for future retrainings, never the one that drew the original b
-        seed = None if rs is None else [int(rs), 1 + self.retrain_count_, self.n_removed_]
+        # the stream of future retrainings: from the secret file's seed (never the stream that drew
+        # the original b), else operating-system entropy; nothing public determines it
+        seed = [int(rs), 1 + self.retrain_count_, self.n_removed_] if isinstance(rs, (int, np.integer)) else None
         self._rng = np.random.default_rng(seed)
 
 

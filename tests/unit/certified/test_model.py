@@ -21,6 +21,9 @@ from obliviate.errors import (
     UnknownSampleError,
 )
 
+# the seeds here are deliberate (reproducible tests): the warning is tested in test_secrecy.py
+pytestmark = pytest.mark.filterwarnings("ignore::obliviate.certified.SeededNoiseWarning")
+
 
 @pytest.fixture(scope="module")
 def cancer():
