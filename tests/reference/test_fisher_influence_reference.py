@@ -99,8 +99,11 @@ def test_woodbury_ihvp_equals_the_dense_inverse_and_the_sherman_morrison_recursi
     torch.testing.assert_close(inverse @ v, dense, atol=1e-10, rtol=1e-10)
 
 
-def _seed_iu(model, sc, chosen, alpha, n_const, mode, lam=None):
-    """Unlearn-Sparse's wfisher with a backward pass per retain sample (the seed code's loops)."""
+def _seed_iu(model, sc, chosen, alpha, n_const, mode, lam=None, relative=None):
+    """Unlearn-Sparse's wfisher with a backward pass per retain sample (the seed code's loops).
+
+    With ``relative``, λ = relative · tr(F)/P, F = (1/N) Σ g gᵀ over the chosen samples' gradients.
+    """
     model = copy.deepcopy(model).eval()
     params = list(model.parameters())
 
@@ -128,6 +131,8 @@ def _seed_iu(model, sc, chosen, alpha, n_const, mode, lam=None):
                 o -= (t / (n_const + t)) * o
     else:
         gm = torch.stack(rows).double()
+        if relative is not None:
+            lam = relative * float(torch.trace(gm.T @ gm / len(rows))) / gm.shape[1]
         k = torch.linalg.solve(lam * torch.eye(gm.shape[1], dtype=torch.float64) + gm.T @ gm / len(rows), v.double()).float()
     start = 0
     with torch.no_grad():
@@ -137,15 +142,22 @@ def _seed_iu(model, sc, chosen, alpha, n_const, mode, lam=None):
     return model
 
 
-@pytest.mark.parametrize("mode", ["heuristic", "woodbury"])
+@pytest.mark.parametrize("mode", ["heuristic", "woodbury", "woodbury_relative"])
 def test_influence_unlearning_equals_the_seed_algorithm_with_backward_loops(mode):
+    """The seed algorithm; the Woodbury step with an absolute λ, or with λ = relative_damping · tr(F)/P."""
     sc, model = toy_scenario(), toy_model()
     n = 12
-    alpha = 0.05 if mode == "woodbury" else 2.0
-    out = ob.unlearn(model, sc, "iu", ihvp=mode, alpha=alpha, num_samples=n, damping=0.5, seed=3, device="cpu")
+    alpha = 2.0 if mode == "heuristic" else 0.05
+    if mode == "woodbury_relative":
+        damping = {"relative_damping": 50.0}
+        out = ob.unlearn(model, sc, "iu", alpha=alpha, num_samples=n, seed=3, device="cpu", **damping)
+        assert out.diagnostics["damping"] == pytest.approx(50.0 * out.diagnostics["fisher_scale"])
+    else:
+        out = ob.unlearn(model, sc, "iu", ihvp=mode, alpha=alpha, num_samples=n, damping=0.5, seed=3, device="cpu")
     wanted = n + 2 if mode == "heuristic" else n
     chosen = torch.randperm(len(sc.retain), generator=torch.Generator().manual_seed(3))[:wanted].sort().values
-    ref = _seed_iu(model, sc, chosen, alpha, n, mode, lam=0.5)
+    relative = 50.0 if mode == "woodbury_relative" else None
+    ref = _seed_iu(model, sc, chosen, alpha, n, mode, lam=0.5, relative=relative)
     moved = 0.0
     for (name, a), b in zip(out.model.named_parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4, msg=name)
