@@ -7,7 +7,7 @@ import torch
 
 import obliviate as ob
 from obliviate.methods import UnlearningMethod
-from obliviate.testing import check_method
+from obliviate.testing import check_method, toy_dataset, toy_model, toy_scenario
 
 EXPECTED_CHECKS = {
     "defaults",
@@ -47,3 +47,70 @@ Sneaky.name = "sneaky"  # not registered: only checked
 def test_the_contract_catches_a_method_that_changes_its_input():
     with pytest.raises(AssertionError, match="input_unchanged"):
         check_method(Sneaky)
+
+
+# ------------------------------------------------------------------ exact methods (issue 11, item 8)
+EXACT = [n for n in ob.METHODS.names() if ob.METHODS.get(n).exact]
+# A short recipe that uses every random draw and schedule of the training loop: shuffling, dropout (the
+# toy model has it), augmentation, warm-up, cosine decay, label smoothing, clipping, momentum, weight decay.
+RECIPE = dict(
+    epochs=2,
+    lr=0.05,
+    batch_size=32,
+    schedule="cosine",
+    milestones=None,
+    warmup_epochs=1,
+    augment="crop_flip",
+    label_smoothing=0.1,
+    grad_clip=5.0,
+    momentum=0.9,
+    weight_decay=5e-4,
+)
+
+
+def _differs_from_independent_training(method, seed):
+    """Names of the state entries where ``method`` differs from ``ob.train`` of a fresh ``build_model(seed)``
+    on ``scenario.retain`` with the method's recipe and ``seed`` (what an exact method states it equals).
+    """
+    sc, model = toy_scenario(), toy_model()  # the toy model: build_model("cnn", ..., seed=0, width=8, dropout=0.2)
+    out = method.unlearn(model, sc, seed=seed, device="cpu", progress=False).model.state_dict()
+    fresh = ob.build_model("cnn", toy_dataset(), seed=seed, width=8, dropout=0.2)
+    oracle = ob.train(fresh, sc.retain, method.recipe(), seed=seed, device="cpu", progress=False).model.state_dict()
+    assert out.keys() == oracle.keys()
+    return [k for k in out if not torch.equal(out[k], oracle[k])]
+
+
+def test_retrain_is_the_one_exact_method():
+    """A new exact method must state what it is exact with respect to and get a check of exactly that here."""
+    assert EXACT == ["retrain"]
+
+
+@pytest.mark.parametrize("name", EXACT)
+def test_exact_method_is_bit_identical_to_an_independent_train_on_the_retain_set(name):
+    cls = ob.METHODS.get(name)
+    assert "Exact with respect to:" in cls.__doc__
+    method = cls.from_dict({k: v for k, v in RECIPE.items() if k in cls.field_names()})
+    assert method.recipe() == ob.TrainConfig(**RECIPE)
+    assert _differs_from_independent_training(method, seed=3) == []
+
+
+def _buggy_retrain(bug):
+    """A replacement for ``Retrain._unlearn`` with one bug that a retrain-vs-retrain comparison cannot see."""
+    from obliviate.models.zoo import reinitialize
+
+    def run(self, model, scenario, ctx):
+        if bug != "no_reinitialisation":  # else: fine-tunes the trained weights instead of starting from scratch
+            reinitialize(model, 0 if bug == "fixed_init_seed" else ctx.seed)
+        data = scenario.train if bug == "trains_on_train_split" else scenario.retain  # D_f leaks into the oracle
+        ctx.fit(model, data, self.recipe(), desc="retrain")
+        return model
+
+    return run
+
+
+@pytest.mark.parametrize("bug", ["no_reinitialisation", "trains_on_train_split", "fixed_init_seed"])
+def test_the_exact_check_catches_a_retrain_that_is_not_one(bug, monkeypatch):
+    """Retrain compared with retrain passes whatever retrain does; the independent ``ob.train`` does not."""
+    cls = ob.METHODS.get("retrain")
+    monkeypatch.setattr(cls, "_unlearn", _buggy_retrain(bug))
+    assert _differs_from_independent_training(cls.from_dict(RECIPE), seed=3) != []
