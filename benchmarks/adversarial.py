@@ -56,8 +56,8 @@ def quality(seeds: int, specs: list[str], device: torch.device, mia_adversarial:
             base = ob.train(
                 ob.build_model("cnn", ds, seed=seed), sc.train, seed=seed, device=device, progress=False, **DEMO_RECIPE
             )
-            oracle = ob.unlearn(base.model, sc, "retrain", seed=seed, device=device, progress=False, **base.config.to_dict())
-            ev_oracle = ob.evaluate(oracle.model, sc, oracle.model)
+            oracle = ob.unlearn(base, sc, "retrain", seed=seed, device=device, progress=False, **base.config.to_dict())
+            ev_oracle = ob.evaluate(oracle, sc, oracle)
             extra = ["mia_adversarial"] if mia_adversarial else []
             candidates = {
                 "original": None,
@@ -67,12 +67,10 @@ def quality(seeds: int, specs: list[str], device: torch.device, mia_adversarial:
             }
             for label, what in candidates.items():
                 if what is None:
-                    model, seconds, diagnostics = base.model, None, {}
+                    model, seconds, diagnostics = base, None, {}
                 else:
-                    out = ob.unlearn(
-                        base.model, sc, what[0], preset="digits", seed=seed, device=device, progress=False, **what[1]
-                    )
-                    model, seconds, diagnostics = out.model, out.seconds, out.diagnostics
+                    out = ob.unlearn(base, sc, what[0], preset="digits", seed=seed, device=device, progress=False, **what[1])
+                    model, seconds, diagnostics = out, out.seconds, out.diagnostics
                 ev = ob.evaluate(model, sc, ev_oracle, metrics=[*METRICS, *extra])
                 record = {
                     "seed": seed,
@@ -86,7 +84,7 @@ def quality(seeds: int, specs: list[str], device: torch.device, mia_adversarial:
                     "oracle_metrics": {k: ev_oracle.metrics[k] for k in METRICS if k in ev_oracle.metrics},
                 }
                 if mia_adversarial:
-                    record["oracle_metrics"]["mia_adversarial"] = ob.evaluate(oracle.model, sc, metrics=extra).metrics[extra[0]]
+                    record["oracle_metrics"]["mia_adversarial"] = ob.evaluate(oracle, sc, metrics=extra).metrics[extra[0]]
                 runs.append(record)
             print(f"seed {seed} {spec} done", flush=True)
     summary: dict[str, dict[str, dict]] = {}

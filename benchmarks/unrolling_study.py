@@ -36,7 +36,7 @@ def cost_ratios(repeats: int) -> dict:
     ds = ob.load_dataset("digits")
     val = ob.data.validation_split(ds, fraction=0.1, seed=0)
     pool = np.setdiff1d(np.arange(len(ds.train)), val)
-    data = ob.data.Subset(ds.train, pool)
+    data = ob.data.Subset(ds.train, pool, train_split_of=ds.name)
     model = ob.build_model("mlp", ds, seed=0, hidden=HIDDEN)
     w0 = ob.train(model, data, device="cpu", progress=False, **PRETRAIN_RECIPE).model
     plain = dict(momentum=0.0, weight_decay=0.0, schedule="constant", device="cpu", progress=False)
@@ -51,8 +51,8 @@ def cost_ratios(repeats: int) -> dict:
         timings["naive_retrain"].append(t.seconds)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnlearningWarning)
-            timings["sgu"].append(ob.unlearn(run.model, sc, "sgu", recording=rec, device="cpu").seconds)
-            timings["amnesiac"].append(ob.unlearn(run.model, sc, "amnesiac", recording=rec, device="cpu").seconds)
+            timings["sgu"].append(ob.unlearn(run, sc, "sgu", recording=rec, device="cpu").seconds)
+            timings["amnesiac"].append(ob.unlearn(run, sc, "amnesiac", recording=rec, device="cpu").seconds)
     med = {k: float(np.median(v)) for k, v in timings.items()}
     return {
         "setting": "digits MLP (hidden 32), plain SGD lr 0.1, 2 epochs x 41 steps, B* = first batch (32 samples)",

@@ -156,7 +156,7 @@ def run_unrolling_study(
     ds = load_dataset("digits")
     val = validation_split(ds, fraction=0.1, seed=seed)
     pool = np.setdiff1d(np.arange(len(ds.train)), val)  # type: ignore[arg-type]
-    data = Subset(ds.train, pool)
+    data = Subset(ds.train, pool, train_split_of=ds.name)
     model = build_model("mlp", ds, seed=seed, hidden=HIDDEN)
     # the SD loss is used from the start, as in the paper's pretraining (pretrain.py --loss_func std)
     pretrained = {
@@ -192,7 +192,7 @@ def run_unrolling_study(
         sc = Scenario.from_indices(ds, forget_ids, seed=seed, val_fraction=0.1, val_seed=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnlearningWarning)
-            out_sgu = unlearn(run.model, sc, "sgu", recording=rec, device=dev, progress=False)
+            out_sgu = unlearn(run, sc, "sgu", recording=rec, device=dev, progress=False)
         ve = verification_errors(out_sgu.model, rec, sc, device=dev)
         ue = unlearning_error_terms(run.model, rec, sc, device=dev)
         point: dict[str, Any] = {
