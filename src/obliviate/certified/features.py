@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,6 +192,7 @@ class DPFeatureExtractor(TorchFeatures):
     batch_size: int = 512
     device: Any = field(default_factory=lambda: torch.device("cpu"))
     history: list[float] = field(default_factory=list)
+    seeded: bool = False
 
     def group_privacy(self, k: int) -> tuple[float, float]:
         """The (ε, δ) this extractor guarantees for a group of ``k`` samples (k removals)."""
@@ -207,6 +209,7 @@ class DPFeatureExtractor(TorchFeatures):
             "sample_rate": self.sample_rate,
             "steps": self.steps,
             "epochs": self.epochs,
+            "noise_source": "seed (reproducible)" if self.seeded else "operating-system entropy",
         }
 
 
@@ -220,7 +223,7 @@ def train_dp_extractor(
     noise_multiplier: float = 1.0,
     max_grad_norm: float = 1.0,
     delta: float = 1e-5,
-    seed: int = 0,
+    seed: int | None = None,
     device: str = "cpu",
 ) -> DPFeatureExtractor:
     """Train a copy of ``model`` (all of it, head included) with DP-SGD through Opacus and return
@@ -242,7 +245,12 @@ def train_dp_extractor(
         noise_multiplier: σ of DP-SGD (default 1.0; the paper's SVHN extractor used 6).
         max_grad_norm: Clipping norm C (default 1.0; the seed code hard-coded 4).
         delta: δ at which ε is reported (default 1e-5).
-        seed: Seed of the initial copy's training, sampling and noise.
+        seed: Seed of the batch sampling, the DP-SGD noise and the training's other draws
+            (dropout). None (the default) seeds them from operating-system entropy
+            (``os.urandom``), fresh for each call; a deployment must not use a known seed, which
+            makes the noise known and the reported ε void. The generators are torch's (Mersenne
+            Twister): Opacus' ``secure_mode`` needs ``torchcsprng``, which does not install beside a
+            current torch, so Opacus' "Secure RNG turned off" warning is left to show.
         device: "cpu", "cuda" or "auto".
 
     Raises:
@@ -262,45 +270,50 @@ def train_dp_extractor(
     n = len(dataset)  # type: ignore[arg-type]
     if n == 0:
         raise InvalidConfigError("train_dp_extractor needs a non-empty dataset.")
+    if seed is not None:
+        seed = check_interval(owner, "seed", seed, int, low=0)
     dev = resolve_device(device)
-    import warnings
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Opacus' notices about secure RNG and its defaults
-        net = ModuleValidator.fix(copy.deepcopy(model)).to(dev)
-        net.train()
-        gen = torch.Generator().manual_seed(int(seed))
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=gen)
-        optimizer = torch.optim.SGD(net.parameters(), lr=lr)
-        engine = PrivacyEngine(accountant="rdp")
-        noise_gen = torch.Generator(device=dev).manual_seed(int(seed) + 1)
-        with seeded(seed, dev):
-            private, optimizer, loader = engine.make_private(
-                module=net,
-                optimizer=optimizer,
-                data_loader=loader,
-                noise_multiplier=noise_multiplier,
-                max_grad_norm=max_grad_norm,
-                poisson_sampling=True,
-                noise_generator=noise_gen,
-            )
-            losses = []
-            loss_fn = nn.CrossEntropyLoss()
-            for _ in range(epochs):
-                total, count = 0.0, 0
-                for x, y in loader:
-                    if len(x) == 0:  # Poisson sampling can draw an empty batch
-                        continue
-                    optimizer.zero_grad()
-                    loss = loss_fn(private(x.to(dev).float()), torch.as_tensor(y).long().to(dev))
-                    loss.backward()
-                    optimizer.step()
-                    total, count = total + float(loss) * len(x), count + len(x)
-                losses.append(total / max(count, 1))
-        epsilon = float(engine.get_epsilon(delta))
-        steps = int(sum(entry[2] for entry in engine.accountant.history))
-        sample_rate = float(engine.accountant.history[0][1]) if engine.accountant.history else 1.0 / len(loader)
-        private._close()  # remove Opacus' hooks; `net` is the trained module
+    def draw_seed(offset: int) -> int:
+        """The seed of one generator: from ``seed`` when given, else 8 fresh bytes of OS entropy."""
+        if seed is None:
+            return int.from_bytes(os.urandom(8), "little")
+        return int(seed) + offset
+
+    net = ModuleValidator.fix(copy.deepcopy(model)).to(dev)
+    net.train()
+    gen = torch.Generator().manual_seed(draw_seed(0))  # Poisson sampling (Opacus uses the loader's generator)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=gen)
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
+    engine = PrivacyEngine(accountant="rdp")  # warns that secure mode is off (see ``seed``): not silenced
+    noise_gen = torch.Generator(device=dev).manual_seed(draw_seed(1))  # the DP-SGD noise
+    with seeded(draw_seed(2), dev):
+        private, optimizer, loader = engine.make_private(
+            module=net,
+            optimizer=optimizer,
+            data_loader=loader,
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=max_grad_norm,
+            poisson_sampling=True,
+            noise_generator=noise_gen,
+        )
+        losses = []
+        loss_fn = nn.CrossEntropyLoss()
+        for _ in range(epochs):
+            total, count = 0.0, 0
+            for x, y in loader:
+                if len(x) == 0:  # Poisson sampling can draw an empty batch
+                    continue
+                optimizer.zero_grad()
+                loss = loss_fn(private(x.to(dev).float()), torch.as_tensor(y).long().to(dev))
+                loss.backward()
+                optimizer.step()
+                total, count = total + float(loss) * len(x), count + len(x)
+            losses.append(total / max(count, 1))
+    epsilon = float(engine.get_epsilon(delta))
+    steps = int(sum(entry[2] for entry in engine.accountant.history))
+    sample_rate = float(engine.accountant.history[0][1]) if engine.accountant.history else 1.0 / len(loader)
+    private._close()  # remove Opacus' hooks; `net` is the trained module
     for p in net.parameters():
         p.requires_grad_(False)
     net.eval()
@@ -315,4 +328,5 @@ def train_dp_extractor(
         epochs=epochs,
         device=dev,
         history=losses,
+        seeded=seed is not None,
     )

@@ -152,8 +152,10 @@ def fit_run(
             (architecture name, default "mlp") and ``options``.
         estimator: "logistic" (default) or "ridge".
         params: Parameters of the estimator (``lam``, ``sigma``, ``epsilon``, ``delta``, ...).
-        seed: Seed of the noise ``b`` (and subsampling, DP training). None (default) draws it from
-            the operating system, which is what a deployment should do: a known seed is a known ``b``.
+        seed: Seed of the noise ``b`` (and subsampling, DP-SGD's sampling and noise). None (default)
+            draws them from operating-system entropy, which is what a deployment should do: a known
+            seed is a known ``b``. The seed is written to no file of the run directory (so retrainings
+            after the run is reopened draw their noise from the operating system).
 
     Raises:
         InvalidConfigError: bad arguments or an existing run in ``out``.
@@ -194,7 +196,9 @@ def fit_run(
         from ..models import build_model
 
         settings = dict(dp or {})
-        arch = {"name": settings.pop("model", "mlp"), "options": settings.pop("options", {}), "seed": 0 if seed is None else seed}
+        # the initialisation is public (DP-SGD does not need it secret) and fixed: the run's seed, which
+        # determines the DP-SGD noise, is recorded nowhere
+        arch = {"name": settings.pop("model", "mlp"), "options": settings.pop("options", {}), "seed": 0}
         import inspect
 
         allowed = set(inspect.signature(train_dp_extractor).parameters) - {"model", "dataset", "seed"}
@@ -202,7 +206,7 @@ def fit_run(
             bad = sorted(set(settings) - allowed)[0]
             raise InvalidConfigError(f"Unknown DP-SGD setting {bad!r}; valid: model, options, {', '.join(sorted(allowed))}.")
         base = build_model(arch["name"], ds, seed=arch["seed"], **arch["options"])
-        extractor = train_dp_extractor(base, rows, seed=0 if seed is None else seed, **settings)
+        extractor = train_dp_extractor(base, rows, seed=seed, **settings)  # None: OS entropy
         module = extractor.module
         feature_spec["model"] = arch
         feature_spec["privacy"] = extractor.describe()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors.numpy import load_file
 from sklearn.datasets import load_breast_cancer
 from sklearn.preprocessing import StandardScaler
 
@@ -99,3 +100,26 @@ def test_no_public_file_of_a_seeded_run_directory_holds_the_seed(tmp_path):
     for file in Path(tmp_path / "run").iterdir():
         assert str(SEED).encode() not in file.read_bytes(), file.name
     assert run.model.random_state is None
+
+
+DP_SMALL = {"epochs": 1, "batch_size": 64, "options": {"hidden": [16]}}
+
+
+def test_unseeded_dp_extractors_draw_fresh_noise_and_keep_opacus_warning(tmp_path):
+    pytest.importorskip("opacus")
+    weights = []
+    for name in ("a", "b"):
+        with pytest.warns(UserWarning, match="Secure RNG turned off"):  # Opacus' notice is not silenced
+            fit_run(tmp_path / name, classes=(3, 8), features="dp", dp=dict(DP_SMALL), params={"lam": 0.01, "sigma": 10.0})
+        weights.append(load_file(tmp_path / name / "extractor.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    # DP-SGD's sampling and noise differ (an epsilon with fixed noise means nothing); the initialisation is public
+    assert any(not np.array_equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_a_seeded_dp_run_keeps_its_seed_out_of_the_public_files(tmp_path):
+    pytest.importorskip("opacus")
+    with pytest.warns(SeededNoiseWarning):
+        fit_run(tmp_path / "s", classes=(3, 8), features="dp", dp=dict(DP_SMALL), params={"lam": 0.01, "sigma": 10.0}, seed=SEED)
+    for file in Path(tmp_path / "s").iterdir():
+        assert str(SEED).encode() not in file.read_bytes(), file.name
