@@ -352,6 +352,25 @@ def test_scenario_refuses_overlapping_splits(digits):
         )
 
 
+def test_scenario_sorts_its_indices_so_the_same_rows_give_the_same_scenario(digits):
+    """Index order carries no meaning: unsorted arrays give the sorted scenario, with the same hash."""
+    sc = Scenario.random(digits, count=5)
+    rng = np.random.default_rng(0)
+    shuffled = Scenario(
+        dataset=digits,
+        forget_idx=rng.permutation(sc.forget_idx),
+        retain_idx=rng.permutation(sc.retain_idx),
+        val_idx=rng.permutation(sc.val_idx),
+        test_idx=rng.permutation(sc.test_idx),
+    )
+    same = Scenario(dataset=digits, forget_idx=sc.forget_idx, retain_idx=sc.retain_idx, val_idx=sc.val_idx, test_idx=sc.test_idx)
+    for attr in ("forget_idx", "retain_idx", "val_idx", "test_idx"):
+        arr = getattr(shuffled, attr)
+        assert np.array_equal(arr, np.sort(getattr(sc, attr))) and arr.dtype == np.int64
+    assert np.array_equal(shuffled.retain.indices, same.retain.indices)
+    assert shuffled.hash == same.hash
+
+
 def test_split_by_name(digits):
     sc = Scenario.random(digits, count=5)
     assert sc.split("forget") is sc.forget and sc.split("test") is sc.test
