@@ -25,6 +25,23 @@ def test_dampen_selects_and_scales_exactly_as_the_paper_says():
     assert info["selected"] == 4
 
 
+def test_selection_is_strict_at_exactly_alpha_times_the_training_importance():
+    """Spec (method-zoo-seeds.md, SSD): select where I_f > alpha * I_D; a tie is not dampened, the next float up is."""
+    model = nn.Linear(4, 1, bias=False)
+    original = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    with torch.no_grad():
+        model.weight.copy_(original)
+    above = torch.nextafter(torch.tensor(4.0), torch.tensor(5.0))  # the smallest float32 above 4 = alpha * I_D
+    i_d = {"weight": torch.tensor([[1.0, 1.0, 2.0, 0.0]])}
+    i_f = {"weight": torch.stack([torch.tensor(4.0), above, torch.tensor(8.0), torch.tensor(0.0)]).reshape(1, 4)}
+    assert torch.equal(i_f["weight"][0, [0, 2, 3]], 4.0 * i_d["weight"][0, [0, 2, 3]])  # exact ties, 0 = 4 * 0 included
+    info = dampen(model, i_f, i_d, alpha=4.0, dampening=0.5)
+    after = model.weight.detach()
+    assert torch.equal(after[0, [0, 2, 3]], original[0, [0, 2, 3]])  # ties: not selected, bit for bit unchanged
+    assert after[0, 1] == 2.0 * (0.5 * 1.0 / above) and after[0, 1] < 0.3  # just above: dampened by min(0.5 / I_f, 1)
+    assert info["selected"] == 1
+
+
 def test_dampening_never_increases_a_weight_and_respects_masks():
     model = nn.Linear(3, 1, bias=False)
     with torch.no_grad():
