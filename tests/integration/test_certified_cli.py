@@ -247,3 +247,43 @@ def test_dp_features_from_the_command_line_report_their_privacy(capsys, tmp_path
     assert st["extractor_privacy"]["group_of_removed"]["epsilon"] == pytest.approx(2 * eps)
     code, _out, err = run_cli(capsys, "certified", "fit", "--features", "dp", "--dp-set", "colour=1", "--out", tmp_path / "x")
     assert code == 2 and "colour" in one_error_line(err)
+
+
+HEAD_ONLY = "linear head only: the extractor saw the removed rows"
+
+
+def test_a_non_private_extractor_labels_every_certificate_in_python(tmp_path, ids_3_8):
+    ds = ob.load_dataset("digits")
+    net = ob.build_model("mlp", ds, seed=0, hidden=(16,))
+    arch = {"name": "mlp", "options": {"hidden": [16]}, "seed": 0}
+    run = fit_run(tmp_path / "m", classes=(3, 8), features="model", feature_model=(arch, net), params={"lam": 0.01}, seed=0)
+    _req, report = run.remove([int(ids_3_8[0])])
+    assert run.status()["certificate_scope"] == HEAD_ONLY
+    assert HEAD_ONLY in repr(run) and HEAD_ONLY in repr(run.model) and HEAD_ONLY in repr(report)
+    with DeletionLedger(tmp_path / "m" / LEDGER_FILE) as led:
+        assert all(e.certificate["scope"] == HEAD_ONLY for e in led.entries())
+    reopened = CertifiedRun.open(tmp_path / "m")
+    assert HEAD_ONLY in repr(reopened.model) and reopened.status()["certificate_scope"] == HEAD_ONLY
+    # raw features: the certificate covers the whole model, with no such label
+    raw = fit_run(tmp_path / "r", classes=(3, 8), params={"lam": 0.01}, seed=0)
+    assert "head only" not in raw.status()["certificate_scope"] and "head only" not in repr(raw)
+
+
+def test_a_non_private_extractor_labels_every_certificate_on_the_command_line(capsys, tmp_path, ids_3_8):
+    trained = tmp_path / "trained"
+    args = ["train", "--dataset", "digits", "--model", "mlp", "--model-option", "hidden=[16]", "--epochs", "1"]
+    code, _out, err = run_cli(capsys, *args, "--out", trained)
+    assert code == 0, err
+    out = tmp_path / "head"
+    code, text, err = run_cli(
+        capsys, "certified", "fit", "--classes", "3,8", "--features", f"run:{trained}", "--lam", "0.01", "--out", out
+    )
+    assert code == 0, err
+    assert HEAD_ONLY in " ".join(text.split())  # the table may wrap the label
+    code, text, err = run_cli(capsys, "certified", "remove", out, "--ids", int(ids_3_8[0]))
+    assert code == 0, err
+    assert "certified epsilon" in text and HEAD_ONLY in text
+    st = status_json(capsys, out)
+    assert st["certificate_scope"] == HEAD_ONLY
+    code, text, err = run_cli(capsys, "certified", "status", out)
+    assert code == 0 and HEAD_ONLY in " ".join(text.split()), err

@@ -68,8 +68,8 @@ def _print_status(status: dict[str, Any], title: str) -> None:
 
 
 def fit(args: argparse.Namespace) -> int:
-    from .._commands import _load_run
     from ..cli import _parse_sets
+    from ..runs import load_run
     from .run import fit_run
 
     params = _parse_sets(args.set)
@@ -87,8 +87,8 @@ def fit(args: argparse.Namespace) -> int:
         params["auto_retrain"] = False
     features, feature_model, dp = args.features, None, None
     if features.startswith("run:"):
-        record, _ds, module = _load_run(features[4:])
-        feature_model = (record["origin"]["model"], module)
+        trained = load_run(features[4:])
+        feature_model = (trained.record["origin"]["model"], trained.model)
         features = "model"
     elif features == "dp":
         dp = _parse_sets(args.dp_set, "--dp-set")
@@ -123,7 +123,7 @@ def remove(args: argparse.Namespace) -> int:
         f"request {req.request_id}: removed {len(req.sample_ids)} sample(s) in {report.seconds * 1000:.1f} ms; "
         + ("retrained with fresh noise (budget exhausted); " if report.retrained else f"charged {report.charged:.4g}; ")
         + f"beta {report.beta:.4g} of {run.model.budget_.budget:.4g}, certified epsilon {report.epsilon:.4g} "
-        f"at delta {run.model.budget_.delta:g}"
+        f"at delta {run.model.budget_.delta:g}; the certificate covers {run.certificate_scope}"
     )
     return 0
 

@@ -95,6 +95,9 @@ class RemovalReport:
         epsilon: Certified ε after the request (at the model's δ).
         retrained: Whether the request was served by retraining with a fresh noise vector.
         seconds: Wall-clock time of the request.
+        scope: What the certificate covers when that is less than the model's whole input-output
+            map (the model's ``certificate_scope_``, e.g. "linear head only: the extractor saw the
+            removed rows"); empty when it covers the linear model on the features it was given.
     """
 
     indices: tuple[int, ...]
@@ -107,6 +110,7 @@ class RemovalReport:
     epsilon: float
     retrained: bool
     seconds: float
+    scope: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -227,6 +231,11 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
         history_: A :class:`RemovalReport` per ``remove`` call.
         training_residual_: Gradient norm left by the last (re)training.
         retrain_count_: Retrainings triggered by the budget.
+        certificate_scope_: What the certificate covers, when less than the model on its
+            features: empty after ``fit``; a caller whose features come from an extractor that
+            is neither public nor differentially private sets it (as ``obliviate.certified.run``
+            does: "linear head only: the extractor saw the removed rows"). It is saved with the
+            model, shown in its ``repr`` and copied into every :class:`RemovalReport`.
     """
 
     _loss: ClassVar[str] = "logistic"
@@ -267,6 +276,11 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
         self.cg_tol = cg_tol
         self.max_cg_iter = max_cg_iter
         self.random_state = random_state
+
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:  # noqa: N803 (sklearn's signature)
+        text = super().__repr__(N_CHAR_MAX)
+        scope = getattr(self, "certificate_scope_", "")
+        return f"{text} [certificate: {scope}]" if scope else text
 
     # ------------------------------------------------------------------ validation
     def _validated(self) -> dict[str, Any]:
@@ -405,6 +419,7 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
         self._w = np.zeros((p, k))
         self._sq_norm = np.full(k, np.inf)  # certified upper bounds of lambda_max(X_k^T X_k)
         self.retrain_count_ = 0
+        self.certificate_scope_ = ""
         self.history_: list[RemovalReport] = []
         self.budget_ = RemovalBudget(sigma=params["sigma"], epsilon=params["epsilon"], delta=params["delta"])
         self._train(b, warm=False)
@@ -591,6 +606,7 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
             epsilon=self.budget_.epsilon_spent(),
             retrained=retrained,
             seconds=time.perf_counter() - start,
+            scope=self.certificate_scope_,
         )
         self.history_.append(report)
         return report
@@ -694,6 +710,7 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
             "data_sha256": self._data_digest,
             "budget": json.dumps(self.budget_.state_dict()),
             "retrain_count": str(self.retrain_count_),
+            "certificate_scope": self.certificate_scope_,
             "training_residual": repr(self.training_residual_),
             "history": json.dumps([r.to_dict() for r in self.history_], default=_json_default),
         }
@@ -744,6 +761,7 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
         model._member = tensors["member"].astype(np.float64)
         model._sq_norm = np.array(tensors["sq_norm"], dtype=np.float64)
         model.retrain_count_ = int(meta["retrain_count"])
+        model.certificate_scope_ = meta.get("certificate_scope", "")
         model.training_residual_ = float(meta["training_residual"])
         p = model._params
         model.budget_ = RemovalBudget(sigma=p["sigma"], epsilon=p["epsilon"], delta=p["delta"])

@@ -58,6 +58,16 @@ MODEL_FILE = "model.safetensors"
 LEDGER_FILE = "ledger.sqlite"
 EXTRACTOR_FILE = "extractor.safetensors"
 CRASH_ENV = "OBLIVIATE_CRASH_AT"
+HEAD_ONLY = "linear head only: the extractor saw the removed rows"
+SCOPES = {
+    "raw": "the whole model (its features are the inputs)",
+    "dp": "the linear head; the extractor is covered by its DP-SGD guarantee (see extractor_privacy)",
+    "model": HEAD_ONLY,
+}
+"""What a run's certificate covers, by feature kind. Guo et al.'s guarantee needs a public or
+differentially private extractor; a trained model's features ("model", e.g. ``--features
+run:RUN_DIR``) come from a network that saw the rows being removed and is not private, so only the
+linear head on top of it is certified, and every output says so."""
 SPEC_FORMAT = "obliviate.certified-run/1"
 ESTIMATORS: dict[str, type[CertifiedLinearClassifier]] = {
     "logistic": CertifiedLogisticRegression,
@@ -212,6 +222,8 @@ def fit_run(
         feature_spec["privacy"] = extractor.describe()
     x = extractor.transform(rows)
     model.fit(x, labels)
+    if features == "model":
+        model.certificate_scope_ = HEAD_ONLY
     out.mkdir(parents=True, exist_ok=True)
     if module is not None:
         save_model(module, out / EXTRACTOR_FILE, {"role": "certified feature extractor"})
@@ -255,9 +267,10 @@ def _certificate(model: CertifiedLinearClassifier, report: RemovalReport | None)
         "sigma": model.budget_.sigma,
         "training_residual": model.training_residual_,
         "retrain_count": model.retrain_count_,
+        "scope": model.certificate_scope_ or SCOPES["raw"],
     }
     if report is not None:
-        out.update({k: v for k, v in report.to_dict().items() if k not in ("indices", "beta", "epsilon")})
+        out.update({k: v for k, v in report.to_dict().items() if k not in ("indices", "beta", "epsilon", "scope")})
     return out
 
 
@@ -293,6 +306,19 @@ class CertifiedRun:
         self._digest = digest
         self._broken = False
         self.recovered: list[str] = []
+
+    @property
+    def certificate_scope(self) -> str:
+        """What the run's certificate covers (see :data:`SCOPES`)."""
+        return SCOPES.get(self.spec["features"]["kind"], SCOPES["model"])
+
+    def __repr__(self) -> str:
+        m = self.model
+        return (
+            f"CertifiedRun({str(self.path)!r}, {type(m).__name__}, n_removed={m.n_removed_}, "
+            f"certified epsilon={m.budget_.epsilon_spent():.4g} at delta={m.budget_.delta:g}, "
+            f"certificate: {self.certificate_scope})"
+        )
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> CertifiedRun:
@@ -448,6 +474,7 @@ class CertifiedRun:
             "epsilon": m.budget_.epsilon,
             "delta": m.budget_.delta,
             "sigma": m.budget_.sigma,
+            "certificate_scope": self.certificate_scope,
             "model_sha256": self._digest,
             "ledger_consistent": consistent,
             "recovered": list(self.recovered),
