@@ -99,3 +99,40 @@ def test_gradient_residual_matches_a_hand_computation():
         np.concatenate([sum((expit(y[i] * x[i] @ w) - 1) * y[i] * x[i] for i in range(30)) + lam * 30 * w + b, grad2])
     )
     assert gradient_residual(x, y2, w2, b2, lam=lam) == pytest.approx(full)
+
+
+def test_the_charged_data_dependent_bound_equals_corollary_1_computed_independently():
+    """Issue 11, item 10: the value a removal reports, against the paper's formula in plain numpy.
+
+    ``gamma ||X'||_2 ||H^-1 Delta|| ||X' H^-1 Delta||`` with ``Delta = sum_r grad l_r(w) + m lam w`` and
+    ``H`` the Hessian on the remaining rows at ``w``. On unit-norm rows that are far from orthogonal,
+    ``||X'||_2`` is well above 1, so a dropped factor changes the value by that much.
+    """
+    from obliviate.certified import CertifiedLogisticRegression
+
+    rng = np.random.default_rng(5)
+    n, d, lam, gamma = 14, 3, 0.05, 0.25
+    raw = rng.normal(size=(n, d)) + 1.0  # a common direction: ||X||_2 close to sqrt(n)
+    labels = (raw @ np.array([1.0, -2.0, 0.5]) + 0.3 * rng.normal(size=n) > 0).astype(int)
+    model = CertifiedLogisticRegression(lam=lam, sigma=10.0, epsilon=1e6, cg_tol=1e-10, random_state=None).fit(raw, labels)
+    # the model's view of the data, rebuilt here: intercept column, rows scaled to unit norm, labels +-1
+    x = np.hstack([raw, np.ones((n, 1))])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = np.where(labels == 1, 1.0, -1.0)
+    keep = np.ones(n, dtype=bool)
+    for rows in ([2], [7, 11]):
+        w = np.concatenate([model.coef_[0], model.intercept_])  # the current weights, from the public attributes
+        keep[rows] = False
+        xr = x[keep]
+        delta = sum((expit(y[r] * x[r] @ w) - 1.0) * y[r] * x[r] for r in rows) + len(rows) * lam * w
+        s = expit(y[keep] * (xr @ w))
+        hessian = xr.T @ (xr * (s * (1 - s))[:, None]) + lam * keep.sum() * np.eye(d + 1)
+        step = np.linalg.solve(hessian, delta)
+        norm_now, norm_fit = np.linalg.norm(xr, 2), np.linalg.norm(x, 2)
+        assert norm_now > 1.5
+        paper = gamma * norm_now * np.linalg.norm(step) * np.linalg.norm(xr @ step)
+        report = model.remove(rows)
+        # the model uses a certified upper bound of ||X'||_2: that of the training data (removing rows never
+        # increases it), plus a rounding margin
+        assert paper <= report.data_dependent <= paper * (norm_fit / norm_now) * (1 + 1e-7)
+        assert report.data_dependent == pytest.approx(paper * norm_fit / norm_now, rel=1e-6)
