@@ -154,7 +154,9 @@ class UnlearningMethod(Config):
             "test"); each must be non-empty.
         kinds: The scenario kinds the method's paper supports ("random", "classwise",
             "subclass", "custom"); others are refused with a clear error.
-        exact: True when the result equals retraining from scratch.
+        exact: True when the result equals retraining from scratch on D_r; the class docstring
+            states what it is exact with respect to under "Exact with respect to:", and the
+            contract suite checks exactly that against an independent ``ob.train``.
         needs_recording: True when ``_unlearn`` needs the recording of the original training
             (``ctx.recording``); ``unlearn`` without ``recording=`` then raises MissingDataError.
         presets: Named field overrides, e.g. ``{"digits": {...}}`` for the embedded demo.
