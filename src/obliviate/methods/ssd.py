@@ -253,21 +253,20 @@ class SelectiveSynapticDampening(UnlearningMethod):
         digits: α 10, λ 1 with importance batches of 8. On the demo's 6k-parameter CNN every
             weight serves every class, and the batch-64 proxy selects whole shared
             convolution filters (retain accuracy collapses for most classes); batches of 8
-            keep retain accuracy within 3 points for 24 of 30 (class, seed) pairs of the
-            class-wise digits scenario (measured in ``benchmarks/ssd_digits_presets.py``).
+            keep retain accuracy for most (class, seed) pairs of the class-wise digits
+            scenario (``benchmarks/results/ssd_digits_presets.json``, made by
+            ``python benchmarks/ssd_digits_presets.py --seeds 3``).
 
     Note:
         Sub-class forgetting does not work on the demo's CNN (``subclass:3`` on
-        ``digits_coarse``: forget the 3s inside super-class ``3/8``; oracle forget accuracy
-        10 %). With the digits preset almost nothing is selected and forget accuracy stays at
-        100 %. Over α 1 to 10 with importance batches of 8, 16 or 64 or per-sample importance,
-        no setting does both: those that forget (forget accuracy ≤ 8 %) cost 17 to 78 retain
-        points, those that keep retain accuracy within 6 points leave 32 to 100 % of the 3s,
-        and the response is not monotone in α (batch 8: α 3 forgets, α 4 does not, α 4.5 half
-        does). In a 6k-parameter network the 3s and 8s share nearly every filter, so the
-        coordinates much more important to D_f than to D are the super-class's own. The
-        paper's CIFAR-20 sub-class results (ResNet-18, ViT) are not reproduced at this scale
-        (measured on the demo's seed-0 model; ``benchmarks/baselines.py`` for more seeds).
+        ``digits_coarse``: forget the 3s inside super-class ``3/8``). With the digits preset
+        almost nothing is selected and the 3s stay recognised. Over α 1 to 10 with importance
+        batches of 8, 16 or 64 or per-sample importance, no setting was found that both
+        forgets and keeps retain accuracy, and the response is not monotone in α. In a
+        6k-parameter network the 3s and 8s share nearly every filter, so the coordinates much
+        more important to D_f than to D are the super-class's own. The paper's CIFAR-20
+        sub-class results (ResNet-18, ViT) are not reproduced at this scale; the measured
+        rows are in ``benchmarks/results/baselines.json`` (``python benchmarks/baselines.py``).
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"forget", "train"})
@@ -341,10 +340,10 @@ class LossFreeSSD(SelectiveSynapticDampening):
 
     Presets:
         digits: per-sample importance with α 3, λ 1: forgets the class while keeping retain
-            accuracy within 3 points for 29 of 30 (class, seed) pairs of class-wise digits
-            (α must stay below |D| / |D_f| with per-sample importance; see SSD). On the
-            demo's sub-class scenario it fails like SSD: forget accuracy 68 % at α 3; α 1
-            forgets (2 %) but costs 11 retain points.
+            accuracy for nearly all (class, seed) pairs of class-wise digits
+            (``benchmarks/results/ssd_digits_presets.json``; α must stay below |D| / |D_f|
+            with per-sample importance; see SSD). On the demo's sub-class scenario it fails
+            like SSD (``benchmarks/results/baselines.json``).
     """
 
     label_free: ClassVar[bool] = True
