@@ -51,7 +51,9 @@ class NegGradPlus(UnlearningMethod, FineTuneRecipe):
         digits: 3 epochs at SGD lr 0.05 (cosine), retain batch 64, forget batch 16, β 0.95,
             gradient norm clipped at 0.5. On the demo's CNN the ascent term runs away
             abruptly once the forget loss grows (without the clip, one more epoch or a
-            smaller β costs 6 to 30 retain points); the tight clip keeps the steps even.
+            smaller β costs much of the retain accuracy); the tight clip keeps the steps
+            even. Results over 3 seeds per demo scenario: ``benchmarks/results/baselines.json``
+            (``python benchmarks/baselines.py --seeds 3``).
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})

@@ -56,8 +56,9 @@ class SCRUB(UnlearningMethod, FineTuneRecipe):
     Presets:
         digits: 5 epochs (the first 2 with a max-step) at SGD lr 5e-3, retain batch 64,
             forget batch 16, α 1, γ 1, T 1. At lr 5e-4 the demo's CNN barely moves; at 2e-2,
-            or with T 4, the unbounded max-step wrecks it (retain accuracy falls by 25 to 89
-            points); a third max-step epoch also costs retain accuracy.
+            or with T 4, the unbounded max-step wrecks it (retain accuracy collapses); a third
+            max-step epoch also costs retain accuracy. Results over 3 seeds per demo scenario:
+            ``benchmarks/results/baselines.json`` (``python benchmarks/baselines.py --seeds 3``).
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
