@@ -12,7 +12,7 @@ from obliviate.errors import InvalidConfigError, MissingDataError, UnlearningWar
 from obliviate.methods.unrolling import optimizer_coefficients, sgu_correction
 from obliviate.metrics.unrolling import verification_errors
 from obliviate.recording import Recorder, naive_retrain, replay
-from obliviate.testing import toy_dataset
+from obliviate.testing import toy_dataset, toy_model, toy_recording, toy_scenario
 from obliviate.training import TrainConfig, fit
 
 CPU = torch.device("cpu")
@@ -97,13 +97,43 @@ def test_weighted_single_pass_equals_the_per_step_gradients(toy):
     assert diag["forget_steps"] == int(rec.steps_holding(forget).sum()) > 10  # the forget samples are in most batches
 
 
-def test_sgu_beats_doing_nothing_at_a_small_learning_rate_with_mixed_batches(toy):
-    sc = ob.Scenario.from_indices(toy, np.arange(0, 250, 10), val_fraction=0.0)
-    model = ob.build_model("mlp", toy, seed=0, hidden=(16,))
-    res = ob.train(model, sc.train, epochs=2, lr=2e-3, batch_size=32, record=True, **PLAIN)
-    out = ob.unlearn(res.model, sc, "sgu", recording=res.recording, device="cpu")
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sgu_beats_doing_nothing_in_its_scope_plain_sgd_at_a_small_learning_rate(toy, seed):
+    """The paper's regime (plain SGD, small η·t, a forget set mixed into the batches), seeds 0-2:
+    sgu's verification error is under a tenth of the no-op original's on every seed.
+    """
+    sc = ob.Scenario.from_indices(toy, np.arange(seed, 250, 10), val_fraction=0.0)
+    model = ob.build_model("mlp", toy, seed=seed, hidden=(16,))
+    res = ob.train(model, sc.train, epochs=2, lr=2e-3, batch_size=32, record=True, seed=seed, **PLAIN)
+    out = ob.unlearn(res, sc, "sgu", recording=res.recording, device="cpu")
     errors = verification_errors(out.model, res.recording, sc)
-    assert errors["verification_error"] < 0.1 * errors["verification_error_noop"]
+    assert errors["verification_error"] < 0.1 * errors["verification_error_noop"], (seed, errors)
+
+
+@pytest.mark.slow
+def test_sgu_digits_preset_against_doing_nothing_on_random_forgetting_over_three_seeds():
+    """Issue 11: the preset on random forgetting of a model trained from scratch with momentum
+    (the toy CNN, seeds 0-2; the demo's situation), against the no-op original, with the
+    paper's oracle ``w'`` (the recorded run replayed without the forget set) as the reference.
+
+    What sgu guarantees there: its verification error stays within 2 % of the no-op's on every
+    seed (the first-order correction is small next to ``‖w_T − w'‖``: it neither approaches nor
+    leaves ``w'``). What it does not do, as its docstring says: beat doing nothing; its mean avg
+    gap to ``w'`` is not below the no-op's (it can cost accuracy, so no accuracy bound holds).
+    """
+    gaps, noop_gaps = [], []
+    for seed in (0, 1, 2):
+        sc, model, rec = toy_scenario("random", seed), toy_model("random", seed), toy_recording("random", seed)
+        with pytest.warns(UnlearningWarning, match="plain SGD"):  # the recipe uses momentum, as the demo's
+            out = ob.unlearn(model, sc, "sgu", preset="digits", recording=rec, device="cpu")
+        errors = verification_errors(out.model, rec, sc)
+        ratio = errors["verification_error"] / errors["verification_error_noop"]
+        assert 0.98 <= ratio <= 1.02, (seed, errors)
+        oracle = naive_retrain(model, rec, sc, device="cpu")
+        reference = ob.evaluate(oracle, sc, oracle)
+        gaps.append(ob.evaluate(out.model, sc, reference)["avg_gap"])
+        noop_gaps.append(ob.evaluate(model, sc, reference)["avg_gap"])
+    assert sum(gaps) >= sum(noop_gaps), (gaps, noop_gaps)
 
 
 def test_optimizer_coefficients_are_the_exact_response_of_torch_sgd():
@@ -152,7 +182,7 @@ def test_sgu_warns_on_momentum_and_needs_a_recording(momentum_run):
     assert out.diagnostics["forget_step_fraction"] == pytest.approx(steps_with_forget.mean())
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnlearningWarning)
-        ob.unlearn(res.model, sc, "sgu", coefficient="optimizer", recording=res.recording, device="cpu")
+        ob.unlearn(res, sc, "sgu", coefficient="optimizer", recording=res.recording, device="cpu")  # a TrainResult: checked
     with pytest.raises(MissingDataError, match=r"record=True"):
         ob.unlearn(res.model, sc, "sgu", device="cpu")
     with pytest.raises(InvalidConfigError, match="Recording"):
