@@ -15,7 +15,7 @@ of 256, 10 noisy copies, the 140k-parameter attacker); median of ``--repeats`` r
 
 Writes ``benchmarks/results/adversarial.json`` (``--quick``: one seed, class:3 only, one repeat,
 the digits sizes only, written to ``/tmp/adversarial_quick.json`` unless ``--out`` is given).
-The full run takes about 2 minutes on 2 quiet cores.
+The full run takes a few minutes on 2 cores.
 
     python benchmarks/adversarial.py [--seeds 5] [--classes 3,5] [--repeats 3] [--mia-adversarial] [--threads 2] [--device cpu]
     python benchmarks/adversarial.py --quick  # smoke test

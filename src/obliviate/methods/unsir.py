@@ -107,7 +107,9 @@ class UNSIR(UnlearningMethod, FineTuneRecipe):
             system's 1e-4 leaves the demo's CNN unchanged, and its 2,560 noise samples would
             outnumber the whole digits retain set; a larger step, less noise and a longer
             repair forget the class and restore the others (at impair 1e-2 the class comes
-            back during repair for some seeds).
+            back during repair for some seeds). On ``subclass:3`` how much of the sub-class is
+            forgotten varies widely between seeds. Results over 3 seeds per scenario:
+            ``benchmarks/results/baselines.json`` (``python benchmarks/baselines.py --seeds 3``).
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})

@@ -79,5 +79,5 @@ _add("verification_error", "L2 distance to the naive retrain (the recorded run m
 _add("verification_error_noop", "verification_error of the original model (doing nothing)", "lower", fraction=False, opt_in=True)
 _add("unlearning_error", "unrolling proxy (lr^2/2) t |w_t - w_0| sigma of the recorded run", "lower", fraction=False, opt_in=True)
 _add("privacy_risk", "mean Song & Mittal privacy risk score of D_f (shadow models)", "oracle", opt_in=True)
-# opt-in (issue 5): trains an attacker network, about a second on a CPU for the digits demo
+# opt-in (issue 5): trains an attacker network at every evaluation (quick on a CPU for the digits demo)
 _add("mia_adversarial", "accuracy of a trained attacker, D_f vs held-out test data like it (0.5: unseen)", "oracle", opt_in=True)

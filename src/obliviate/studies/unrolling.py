@@ -21,8 +21,9 @@ analysis at CPU scale:
    log-log scatter plot, and the JSON of every point.
 
 Everything is seeded; the numbers are those of the run, never edited. The spec's reference
-point (softmax regression on digits) found Spearman 0.97 and SGU worse than doing nothing in
-most settings; ``summary.sgu_beats_noop`` says how often SGU helped here.
+point (softmax regression on digits) found a strong rank correlation and SGU worse than doing
+nothing in most settings; ``summary.sgu_beats_noop`` says how often SGU helped here. The
+recorded run is ``benchmarks/results/unrolling_study.json`` (``python benchmarks/unrolling_study.py``).
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@
 after the forget batch was used, the weight drift since the initial weights, and the mean
 largest Hessian singular value σ̄ along the run. It bounds the size of the second-order
 remainder that single-gradient unlearning leaves (the verification error), up to constants:
-a *ranking* proxy, not a calibrated estimate (the spec's softmax-regression check: Spearman
-0.97 with the verification error, but 10-1000x larger). The verification error itself is
+a *ranking* proxy, not a calibrated estimate (the spec's softmax-regression check found it
+strongly rank-correlated with the verification error but much larger; ``obliviate study
+unrolling`` measures both on this code, recorded in ``benchmarks/results/unrolling_study.json``
+by ``python benchmarks/unrolling_study.py``). The verification error itself is
 :func:`~obliviate.metrics.functional.weight_distance` to the naive retrain.
 """
 
