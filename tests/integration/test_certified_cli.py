@@ -55,9 +55,8 @@ def ids_3_8() -> np.ndarray:
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("certified") / "base"
-    code = main(
-        ["certified", "fit", "--dataset", "digits", "--classes", "3,8", "--lam", "0.01", "--seed", "0", "--out", str(out)]
-    )
+    args = ["certified", "fit", "--dataset", "digits", "--classes", "3,8", "--lam", "0.01", "--sigma", "10", "--seed", "0"]
+    code = main([*args, "--out", str(out)])
     assert code == 0
     return out
 
@@ -287,3 +286,24 @@ def test_a_non_private_extractor_labels_every_certificate_on_the_command_line(ca
     assert st["certificate_scope"] == HEAD_ONLY
     code, text, err = run_cli(capsys, "certified", "status", out)
     assert code == 0 and HEAD_ONLY in " ".join(text.split()), err
+
+
+def test_the_default_fit_plans_a_useful_model_and_status_shows_its_cost_and_the_removals_left(capsys, tmp_path):
+    out = tmp_path / "default"
+    code, text, err = run_cli(capsys, "certified", "fit", "--seed", "0", "--out", out)  # all ten digits, no lam/sigma
+    assert code == 0, err
+    assert "unperturbed_test_acc" in text and "accuracy_cost" in text and "removals_left_expected" in text
+    st = status_json(capsys, out)
+    assert st["test_acc"] >= 0.85 and st["accuracy_cost"] <= 0.05  # the old defaults: 0.706 test accuracy
+    assert st["accuracy_cost"] == pytest.approx(st["unperturbed_test_acc"] - st["test_acc"])
+    assert st["removals_planned"] == 10 and st["removals_left_expected"] >= 10
+    run = CertifiedRun.open(out)
+    for sample in run.sample_ids[np.random.default_rng(0).choice(len(run.sample_ids), 10, replace=False)]:
+        _req, report = run.remove([int(sample)])
+        assert not report.retrained
+    assert run.model.retrain_count_ == 0 and 0 <= run.model.expected_removals_left() < st["removals_left_expected"]
+    # the number of planned removals is a parameter (--set removals=K; --removals K where the parser has it)
+    code, _text, err = run_cli(capsys, "certified", "fit", "--set", "removals=3", "--seed", "0", "--out", tmp_path / "three")
+    assert code == 0, err
+    three = status_json(capsys, tmp_path / "three")
+    assert three["removals_planned"] == 3 and three["budget"] < st["budget"]

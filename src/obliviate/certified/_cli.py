@@ -80,6 +80,7 @@ def fit(args: argparse.Namespace) -> int:
         (args.delta, "delta"),
         (args.mode, "mode"),
         (args.subsample, "subsample"),
+        (getattr(args, "removals", None), "removals"),  # --removals K (also --set removals=K)
     ):
         if flag is not None:
             params[key] = flag

@@ -59,11 +59,24 @@ def _block_rows(p: int) -> int:
     return max(32, _BLOCK_BYTES // (8 * max(p, 1)))
 
 
+SMALL_GRAM = 5e7  # n p^2 below which a Gram matrix is formed on one thread (threading costs more than it gains)
+
+
 def weighted_gram(x: np.ndarray, d: np.ndarray, shift: float = 0.0) -> np.ndarray:
-    """``X^T diag(d) X + shift I`` (``d >= 0``), lower triangle only (``dsyrk``: half a ``gemm``)."""
+    """``X^T diag(d) X + shift I`` (``d >= 0``), lower triangle only (``dsyrk``: half a ``gemm``).
+
+    Small products (``n p^2 < SMALL_GRAM``, e.g. the embedded digits data) run on one BLAS thread:
+    there, threading costs more than it gains, many times more when the cores are shared.
+    """
     rows = d > 0
     xs = x[rows] * np.sqrt(d[rows])[:, None]
-    g = dsyrk(1.0, np.asfortranarray(xs.T), trans=0, lower=1) if xs.shape[0] else np.zeros((x.shape[1], x.shape[1]))
+    if not xs.shape[0]:
+        g = np.zeros((x.shape[1], x.shape[1]))
+    elif xs.shape[0] * x.shape[1] ** 2 < SMALL_GRAM:
+        with single_thread():
+            g = dsyrk(1.0, np.asfortranarray(xs.T), trans=0, lower=1)
+    else:
+        g = dsyrk(1.0, np.asfortranarray(xs.T), trans=0, lower=1)
     g = np.asarray(g)
     g[np.diag_indices_from(g)] += shift
     return g
@@ -79,8 +92,8 @@ def single_thread() -> Iterator[None]:
 
     Used around the small dense factorisations and solves (``p`` up to a few thousand): OpenBLAS'
     threaded ``potrf``/``potri``/``trsm`` gain little there and, when the cores are shared with
-    other processes, spin so badly that a 65 x 65 inverse took 0.3 s instead of 0.04 ms. Large
-    products (Gram matrices, Hessian-vector products) keep the caller's thread settings.
+    other processes, spin so badly that a small inverse takes orders of magnitude longer. Large
+    products (large Gram matrices, Hessian-vector products) keep the caller's thread settings.
     """
     global _CONTROLLER, _SINGLE_DEPTH
     if _SINGLE_DEPTH:
@@ -191,7 +204,8 @@ def newton(
 def _inverse(h_lower: np.ndarray) -> np.ndarray:
     """Explicit inverse of an SPD matrix from its Cholesky factor (``potri``), both triangles filled.
 
-    Applying it is one ``gemv`` (5x faster than two triangular solves at p = 785).
+    Applying it is one ``gemv``, faster than two triangular solves (which run at a fraction of
+    ``gemv``'s memory bandwidth).
     """
     with single_thread():  # one thread-limit block for the factorisation and the inversion
         factor, _ = _cholesky(h_lower)

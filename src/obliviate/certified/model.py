@@ -119,6 +119,10 @@ class RemovalReport:
         return out
 
 
+def _is_auto(value: Any) -> bool:
+    return isinstance(value, str) and value == "auto"
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
@@ -173,18 +177,29 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
     Guo et al., "Certified Data Removal from Machine Learning Models", ICML 2020,
     arXiv:1911.03030. Data needs: the training features and labels stay available to the model
     (removal needs the remaining data). Cost: training is Newton's method (about 5-10 Hessians of
-    ``n p^2`` each per class); one removal is a few exact Hessian-vector products (one pass over
-    the features each), with an occasional preconditioner refresh.
+    ``n p^2`` each per class), several times over when λ is planned (a few warm-started fits per
+    grid value); one removal is a few exact Hessian-vector products (one pass over the features
+    each), with an occasional preconditioner refresh. Timings, iterations and accuracies:
+    ``benchmarks/results/certified_removal.json``.
 
     Args:
-        lam: L2 regularisation per training sample (λ; the objective carries ``lam n / 2 ||w||^2``).
-            Default 1e-3, the paper's MNIST value; with a few hundred samples use 1e-2 to 1e-1,
-            because the regulariser ``lam n`` is what keeps the bounds small.
-        sigma: Standard deviation of the secret noise ``b`` (σ; default 10, the paper's). Larger
-            values allow more removals before retraining and cost accuracy.
+        lam: L2 regularisation per training sample (λ; the objective carries ``lam n / 2 ||w||^2``),
+            or "auto" (the default): planned at ``fit`` for ``removals`` (see below). Larger values
+            make the removal bounds smaller and cost accuracy; the paper used 1e-3 on MNIST (12k
+            rows), and a few hundred or thousand rows need more, because ``lam n`` is what keeps
+            the bounds small.
+        sigma: Standard deviation of the secret noise ``b`` (σ), or "auto" (the default): planned
+            at ``fit``. Larger values allow more removals before retraining and cost accuracy.
         epsilon: Target ε of the (ε, δ)-certified-removal guarantee (default 1).
         delta: Target δ (default 1e-4). The budget is ``sigma * epsilon / c`` with
             ``c = sqrt(2 ln(1.5 / delta))``.
+        removals: ``K``, how many single-row removals the budget should be expected to hold
+            before a retrain (default 10); used to plan "auto" values. The planning rule
+            (:mod:`obliviate.certified.planning`): the expected charge ``q(λ)`` of one removal is
+            the mean data-dependent bound at the unperturbed optimum over sampled rows;
+            ``sigma = c (2 K q(λ) + 2 tol) / epsilon`` (a safety factor 2); λ is the grid value whose
+            model, with that noise, scores best on held-out rows. With both values given, nothing
+            is planned. The plan is kept in ``plan_``.
         mode: "binary" (two classes, one model; ``classes_[1]`` is the +1 class), "ovr" (one
             model per class) or "auto" (binary for two classes, else ovr). Default "auto".
         subsample: ρ in (0, 1]: in ovr mode each class model keeps every positive and each
@@ -209,8 +224,8 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
         cg_tol: Conjugate gradients stop once the linear residual ``||Delta - H s||`` is at most
             ``cg_tol`` times the step's own residual bound, or ``1e-12 ||Delta||`` (what a
             ``gamma = 0`` loss gets). Default 0.05: an inexact solve costs at most 5 % more budget
-            than an exact one (about 2 % in the benchmark, where one iteration, i.e. one pass over
-            the features, is then enough for ~90 % of removals). The residual is charged to the
+            than an exact one, and often one iteration (one pass over the features) is enough
+            (iterations per removal: ``benchmarks/results/certified_removal.json``). The residual is charged to the
             certificate; the removed model is within ``||Delta - H s|| / (lam n')`` of the exact
             Newton step.
         max_cg_iter: Most conjugate-gradient iterations per removal (default 50).
@@ -222,6 +237,12 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
             without its secret file draws the noise of its retrainings from operating-system entropy.
 
     Attributes:
+        lam_, sigma_: The λ and σ in use (planned, or as given).
+        plan_: How they were planned (:meth:`obliviate.certified.planning.Plan.to_dict`: the rule,
+            the expected charge per removal and every candidate λ with its σ and held-out
+            accuracies), or None when both were given.
+        charge_estimate_: Expected charge of one single-row removal, estimated when the model was
+            last (re)trained; :meth:`expected_removals_left` divides the budget left by it.
         classes_: The class labels.
         coef_: ``(1, d)`` (binary) or ``(K, d)`` weights on the raw features (``X @ coef_.T +
             intercept_`` has the sign/argmax of :meth:`decision_function`, which scores the
@@ -243,10 +264,11 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
     def __init__(
         self,
         *,
-        lam: float = 1e-3,
-        sigma: float = 10.0,
+        lam: float | str = "auto",
+        sigma: float | str = "auto",
         epsilon: float = 1.0,
         delta: float = 1e-4,
+        removals: int = 10,
         mode: str = "auto",
         subsample: float = 1.0,
         gamma: str | float = "paper",
@@ -264,6 +286,7 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
         self.sigma = sigma
         self.epsilon = epsilon
         self.delta = delta
+        self.removals = removals
         self.mode = mode
         self.subsample = subsample
         self.gamma = gamma
@@ -286,10 +309,12 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
     def _validated(self) -> dict[str, Any]:
         owner = type(self).__name__
         out: dict[str, Any] = {
-            "lam": check_interval(owner, "lam", self.lam, low=0.0, closed="neither"),
-            "sigma": check_interval(owner, "sigma", self.sigma, low=0.0, closed="neither"),
+            # None: planned at fit (see obliviate.certified.planning)
+            "lam": None if _is_auto(self.lam) else check_interval(owner, "lam", self.lam, low=0.0, closed="neither"),
+            "sigma": None if _is_auto(self.sigma) else check_interval(owner, "sigma", self.sigma, low=0.0, closed="neither"),
             "epsilon": check_interval(owner, "epsilon", self.epsilon, low=0.0, closed="neither"),
             "delta": check_interval(owner, "delta", self.delta, low=0.0, high=1.0, closed="neither"),
+            "removals": check_interval(owner, "removals", self.removals, int, low=1),
             "mode": check_choice(owner, "mode", self.mode, ("auto", "binary", "ovr")),
             "subsample": check_interval(owner, "subsample", self.subsample, low=0.0, high=1.0, closed="right"),
             "bound": check_choice(owner, "bound", self.bound, ("data", "worst")),
@@ -367,6 +392,10 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X: Any, y: Any) -> CertifiedLinearClassifier:
         """Train on ``X`` (``(n, d)`` numbers) and ``y`` (``n`` labels) to a verified optimum.
 
+        ``lam`` and ``sigma`` left at "auto" are planned first for ``removals`` expected removals
+        (:func:`obliviate.certified.planning.plan`; it warns with a ``PlanningWarning`` when a
+        given ``sigma`` cannot hold them at any λ). The secret noise is drawn afterwards.
+
         Raises:
             InvalidConfigError: bad parameters, shapes, non-finite features, fewer than two
                 classes, or a training residual larger than the whole budget.
@@ -408,11 +437,35 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
             )
         # None: a SeedSequence from operating-system entropy (os.urandom), recorded nowhere
         self._rng = np.random.default_rng(self.random_state)
-        b = params["sigma"] * self._rng.standard_normal((p, k))  # drawn first: a seed gives the same b for any n
+        noise = self._rng.standard_normal((p, k))  # drawn first: a seed gives the same b for any n
         member = np.ones((n, k))
         if params["subsample"] < 1.0:
             keep = self._rng.random((n, k)) < params["subsample"]
             member[(self._y < 0) & ~keep] = 0.0
+        self.plan_: dict[str, Any] | None = None
+        if params["lam"] is None or params["sigma"] is None:
+            from .planning import plan
+
+            chosen = plan(
+                self._x,
+                self._y,
+                member,
+                lam=params["lam"],
+                sigma=params["sigma"],
+                epsilon=params["epsilon"],
+                delta=params["delta"],
+                removals=params["removals"],
+                loss=LOSSES[self._loss],
+                gamma=params["gamma"],
+                bound=params["bound"],
+                tol=params["tol"],
+                cg_tol=params["cg_tol"],
+                max_iter=params["max_iter"],
+            )
+            params["lam"], params["sigma"] = chosen.lam, chosen.sigma
+            self.plan_ = chosen.to_dict()
+        self.lam_, self.sigma_ = params["lam"], params["sigma"]
+        b = params["sigma"] * noise
         self._member = member
         self._active = member.copy()
         self._removed = np.zeros(n, dtype=bool)
@@ -465,6 +518,33 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
         self._z = self._x @ self._w
         self.training_residual_ = float(math.sqrt(sum(g * g for g in grads)))
         self.budget_.reset(self.training_residual_)
+        self.charge_estimate_ = self._estimate_charge()
+
+    def _estimate_charge(self) -> float:
+        """Expected charge of one single-row removal from the model just trained (see
+        :func:`~obliviate.certified.planning.expected_charges`), over a fixed sample of rows.
+        """
+        from .planning import ESTIMATE_ROWS, PLAN_SEED, expected_charges
+
+        params = self._params
+        rows = np.flatnonzero(self._active.sum(axis=1) > 0)
+        if rows.size > ESTIMATE_ROWS:
+            rows = np.sort(np.random.default_rng(PLAN_SEED).choice(rows, size=ESTIMATE_ROWS, replace=False))
+        q = expected_charges(
+            self._x,
+            self._y,
+            self._active,
+            self._w,
+            [prec.inv for prec in self._prec],
+            lam=params["lam"],
+            loss=LOSSES[self._loss],
+            gamma=params["gamma"],
+            bound=params["bound"],
+            sq_norm=self._sq_norm,
+            rows=rows,
+            cg_tol=params["cg_tol"],
+        )
+        return float(q.mean()) if q.size else 0.0
 
     # ------------------------------------------------------------------ removal
     def _check_indices(self, indices: Any) -> np.ndarray:
@@ -634,6 +714,84 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "budget_")
         return self.budget_.remaining()
 
+    def expected_charge(self) -> float:
+        """The expected charge of one more single-row removal: the larger of the estimate made when
+        the model was last (re)trained (``charge_estimate_``) and the mean charge of the removals
+        since then (a batch of ``m`` rows counted as ``m`` removals of ``charge / m^2`` each, as the
+        bound grows with ``m^2``).
+        """
+        check_is_fitted(self, "budget_")
+        since = []
+        for report in reversed(self.history_):
+            if report.retrained:
+                break
+            m = len(report.indices)
+            since += [report.charged / (m * m)] * m
+        return max(self.charge_estimate_, float(np.mean(since))) if since else self.charge_estimate_
+
+    def expected_removals_left(self) -> int:
+        """How many more single-row removals the budget is expected to allow before a retrain:
+        ``floor(budget_left / expected_charge)``, at most the rows left minus one. An estimate (the
+        charges vary between rows and grow as the weights move), not a promise.
+        """
+        check_is_fitted(self, "budget_")
+        rows_left = int((self._active.sum(axis=1) > 0).sum()) if getattr(self, "_active", None) is not None else None
+        if rows_left is None:
+            rows_left = int((~self._removed).sum())
+        cap = max(rows_left - 1, 0)
+        per_row = self.expected_charge()
+        if per_row <= 0.0:
+            return cap
+        return int(min(math.floor(self.budget_.remaining() / per_row), cap))
+
+    def _unperturbed_weights(self) -> np.ndarray:
+        """The same model (same λ, same remaining rows) trained without noise (``b = 0``)."""
+        key = (self.retrain_count_, self.n_removed_)
+        cached = getattr(self, "_unperturbed_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        if getattr(self, "_x", None) is None:
+            raise InvalidConfigError("The unperturbed comparison needs the training data; load the model with X and y.")
+        params = self._params
+        w = np.empty_like(self._w)
+        for j in range(w.shape[1]):
+            res = _solver.newton(
+                self._x,
+                self._y[:, j],
+                self._active[:, j],
+                np.zeros(w.shape[0]),
+                lam=params["lam"],
+                loss=LOSSES[self._loss],
+                w0=self._w[:, j],
+                tol=params["tol"],
+                max_iter=params["max_iter"],
+            )
+            w[:, j] = res.w
+        self._unperturbed_cache = (key, w)
+        return w
+
+    def unperturbed_score(self, X: Any, y: Any) -> float:
+        """Accuracy on ``X, y`` of the unperturbed fit of the same model: the same λ and remaining
+        training rows, no noise (``b = 0``). Not certified: the comparison that shows what the
+        certificate costs (:meth:`accuracy_cost`). Needs the training data attached.
+        """
+        check_is_fitted(self, "budget_")
+        w = self._unperturbed_weights()
+        scores = self._prepare(self._as_features(X, fitted=True)) @ w
+        if self.mode_ == "binary":
+            pred = self.classes_[(scores[:, 0] > 0).astype(int)]
+        else:
+            pred = self.classes_[np.argmax(scores, axis=1)]
+        return float(np.mean(pred == np.asarray(y.detach().cpu().numpy() if hasattr(y, "detach") else y)))
+
+    def accuracy_cost(self, X: Any, y: Any) -> dict[str, float]:
+        """``{"certified", "unperturbed", "cost"}``: the accuracies on ``X, y`` of this model and of
+        its unperturbed fit (:meth:`unperturbed_score`), and the difference (what certification costs).
+        """
+        certified = float(self.score(X, y))
+        unperturbed = self.unperturbed_score(X, y)
+        return {"certified": certified, "unperturbed": unperturbed, "cost": unperturbed - certified}
+
     @property
     def n_removed_(self) -> int:
         """How many training rows were removed so far."""
@@ -710,6 +868,9 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
             "data_sha256": self._data_digest,
             "budget": json.dumps(self.budget_.state_dict()),
             "retrain_count": str(self.retrain_count_),
+            "resolved": json.dumps({"lam": self._params["lam"], "sigma": self._params["sigma"]}),
+            "plan": json.dumps(self.plan_, default=_json_default),
+            "charge_estimate": repr(self.charge_estimate_),
             "certificate_scope": self.certificate_scope_,
             "training_residual": repr(self.training_residual_),
             "history": json.dumps([r.to_dict() for r in self.history_], default=_json_default),
@@ -752,6 +913,12 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
         target = cls if cls is not CertifiedLinearClassifier else _ESTIMATORS[meta["estimator"]]
         model = target(**json.loads(meta["params"]))
         model._params = model._validated()
+        resolved = json.loads(meta["resolved"]) if "resolved" in meta else {}
+        for key in ("lam", "sigma"):  # the planned values (a file without them had both given)
+            model._params[key] = float(resolved.get(key, model._params[key]))
+        model.lam_, model.sigma_ = model._params["lam"], model._params["sigma"]
+        model.plan_ = json.loads(meta["plan"]) if "plan" in meta else None
+        model.charge_estimate_ = float(meta.get("charge_estimate", "0.0"))
         model.classes_ = np.asarray(json.loads(meta["classes"]))
         model.mode_ = meta["mode"]
         model.n_features_in_ = int(meta["n_features_in"])
@@ -856,7 +1023,9 @@ class CertifiedLogisticRegression(CertifiedLinearClassifier):
     Example:
         >>> from sklearn.datasets import load_breast_cancer
         >>> X, y = load_breast_cancer(return_X_y=True)
-        >>> model = CertifiedLogisticRegression(lam=1e-2, sigma=10.0, random_state=0).fit(X, y)
+        >>> model = CertifiedLogisticRegression(removals=20).fit(X, y)  # lam and sigma planned for 20 removals
+        >>> model.expected_removals_left() >= 20
+        True
         >>> report = model.remove([0, 1])
         >>> model.gradient_residual() <= model.residual_bound_
         True

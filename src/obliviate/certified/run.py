@@ -161,7 +161,9 @@ def fit_run(
         dp: Settings of :func:`~obliviate.certified.features.train_dp_extractor` plus ``model``
             (architecture name, default "mlp") and ``options``.
         estimator: "logistic" (default) or "ridge".
-        params: Parameters of the estimator (``lam``, ``sigma``, ``epsilon``, ``delta``, ...).
+        params: Parameters of the estimator (``lam``, ``sigma``, ``epsilon``, ``delta``, ``removals``,
+            ...). ``lam`` and ``sigma`` left out (or "auto") are planned for ``removals`` expected
+            removals (see :mod:`obliviate.certified.planning`).
         seed: Seed of the noise ``b`` (and subsampling, DP-SGD's sampling and noise). None (default)
             draws them from operating-system entropy, which is what a deployment should do: a known
             seed is a known ``b``. The seed is written to no file of the run directory (so retrainings
@@ -237,6 +239,7 @@ def fit_run(
         "features_sha256": _rows_digest(x),
         "estimator": estimator,
         "params": {k: v for k, v in model.get_params().items() if k != "random_state"},
+        "resolved": {"lam": model.lam_, "sigma": model.sigma_},  # the planned values where params say "auto"
         "seeded": seed is not None,
         "versions": versions(),
     }
@@ -249,7 +252,7 @@ def fit_run(
             kind="fit",
             digest_before=None,
             digest_after=digest,
-            method={"estimator": cls.__name__, "params": spec["params"], "features": feature_spec},
+            method={"estimator": cls.__name__, "params": spec["params"], "resolved": spec["resolved"], "features": feature_spec},
             certificate=_certificate(model, None),
         )
         atomic_write(out / MODEL_FILE, data)
@@ -453,6 +456,10 @@ class CertifiedRun:
         keep[m.removed_] = False
         test_ids, test_labels = _training_rows_of(self._dataset, self.spec.get("classes"), split="test")
         x_test = self._features(self.path, self.spec, self._dataset, test_ids, split="test")
+        if len(test_ids):
+            cost = m.accuracy_cost(x_test, test_labels)
+        else:  # no test split: the comparison on the remaining training rows
+            cost = m.accuracy_cost(self._x[keep], self._labels[keep])
         out = {
             "run_dir": str(self.path),
             "dataset": self.spec["dataset"]["name"],
@@ -464,6 +471,11 @@ class CertifiedRun:
             "n_removed": m.n_removed_,
             "train_acc": float(m.score(self._x[keep], self._labels[keep])),
             "test_acc": float(m.score(x_test, test_labels)) if len(test_ids) else None,
+            # the same model (same lam, same remaining rows) fitted without noise: what certification costs
+            "unperturbed_train_acc": m.unperturbed_score(self._x[keep], self._labels[keep]),
+            "unperturbed_test_acc": cost["unperturbed"] if len(test_ids) else None,
+            "accuracy_cost": cost["cost"],
+            "lam": m.lam_,
             "requests_committed": sum(e.status == "committed" for e in removals),
             "requests_aborted": sum(e.status == "aborted" for e in removals),
             "retrains": m.retrain_count_,
@@ -474,6 +486,9 @@ class CertifiedRun:
             "epsilon": m.budget_.epsilon,
             "delta": m.budget_.delta,
             "sigma": m.budget_.sigma,
+            "removals_planned": m.removals,
+            "expected_charge_per_removal": m.expected_charge(),
+            "removals_left_expected": m.expected_removals_left(),
             "certificate_scope": self.certificate_scope,
             "model_sha256": self._digest,
             "ledger_consistent": consistent,
