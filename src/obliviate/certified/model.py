@@ -1024,8 +1024,8 @@ class CertifiedLogisticRegression(CertifiedLinearClassifier):
         >>> from sklearn.datasets import load_breast_cancer
         >>> X, y = load_breast_cancer(return_X_y=True)
         >>> model = CertifiedLogisticRegression(removals=20).fit(X, y)  # lam and sigma planned for 20 removals
-        >>> model.expected_removals_left() >= 20
-        True
+        >>> model.plan_["rule"], model.budget_.budget >= 2 * 20 * model.plan_["expected_charge_per_removal"]
+        ('lam and sigma planned', True)
         >>> report = model.remove([0, 1])
         >>> model.gradient_residual() <= model.residual_bound_
         True

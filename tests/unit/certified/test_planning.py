@@ -64,7 +64,10 @@ def test_more_planned_removals_buy_a_larger_budget_per_expected_charge(cancer):
     few = CertifiedLogisticRegression(lam=1e-2, removals=2, random_state=0).fit(x, y)
     many = CertifiedLogisticRegression(lam=1e-2, removals=40, random_state=0).fit(x, y)
     assert few.lam_ == many.lam_ == 1e-2 and few.plan_["rule"] == "sigma planned for the given lam"
-    assert many.sigma_ / few.sigma_ == pytest.approx(20.0, rel=1e-3)  # sigma grows with K (same lam, same charge)
+    for model, k in ((few, 2), (many, 40)):  # the rule: the budget holds SAFETY * K expected charges
+        q = model.plan_["expected_charge_per_removal"]
+        assert model.budget_.budget == pytest.approx(SAFETY * k * q + 2 * model.tol, rel=1e-12)
+    assert many.sigma_ > 10 * few.sigma_  # 20 times the removals (the expected charge grows a little with the noise)
     assert many.expected_removals_left() >= 40 > few.expected_removals_left() >= 2
     for i in range(40):
         assert not many.remove([i]).retrained
