@@ -94,7 +94,15 @@ class RemovalReport:
         beta: Accumulated residual bound after the request.
         epsilon: Certified ε after the request (at the model's δ).
         retrained: Whether the request was served by retraining with a fresh noise vector.
-        seconds: Wall-clock time of the request.
+        seconds: Wall-clock time of the request; the next four fields split it (the rest is
+            validation, the gradient ``Delta`` and the bounds).
+        seconds_hvp: In the exact Hessian-vector products of conjugate gradients (one pass over the
+            features each).
+        seconds_preconditioner: In building, downdating, refreshing and applying preconditioners.
+        seconds_retrain: In retraining (when the request was served by a retrain).
+        refreshed: Whether a preconditioner's reference Hessian was rebuilt for this request.
+        contraction: Residual after the first conjugate-gradient iteration over the initial one
+            (largest over the class models): near 0 for a good preconditioner, 1 for none.
         scope: What the certificate covers when that is less than the model's whole input-output
             map (the model's ``certificate_scope_``, e.g. "linear head only: the extractor saw the
             removed rows"); empty when it covers the linear model on the features it was given.
@@ -111,6 +119,11 @@ class RemovalReport:
     retrained: bool
     seconds: float
     scope: str = ""
+    seconds_hvp: float = 0.0
+    seconds_preconditioner: float = 0.0
+    seconds_retrain: float = 0.0
+    refreshed: bool = False
+    contraction: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -420,6 +433,7 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = x.shape[1]
         self._data_digest = self._digest(x, y_index)
         self._x = self._prepare(x)
+        self._x_op = _solver.operator_matrix(self._x)  # what the removal's Hessian-vector products read
         self._row_sq = np.einsum("ij,ij->i", self._x, self._x)
         n, p = self._x.shape
         k = 1 if mode == "binary" else len(classes)
@@ -608,6 +622,7 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
         # Delta_k = sum_{r in R} grad l_r(w_k) + m_k lam w_k (the removed rows' share of the gradient)
         delta = x[idx].T @ (active_rows * loss.d1(self._z[idx], y[idx])) + lam * m * self._w
         states, ops, refreshed = {}, [], []
+        t_prec = time.perf_counter()
         for j in touched:
             prec = self._prec[j]
             if prec.stale or prec.rows + m[j] > max(_solver.FOLD_ROWS, x.shape[1] // 2):
@@ -618,6 +633,7 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
                 rows = idx[active_rows[:, j] > 0]
                 states[j] = prec.with_removed(x[rows], rows)
             ops.append(self._prec[j].operator(states[j], shifts[j]))
+        t_prec = time.perf_counter() - t_prec
         dm = active_new[:, touched] * loss.d2(self._z[:, touched], y[:, touched])
         x_norm = np.empty(len(touched))
         for col, j in enumerate(touched):
@@ -635,7 +651,7 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
             return gamma * x_norm * np.linalg.norm(s, axis=0) * np.linalg.norm(xs * mask, axis=0)
 
         sol = _solver.pcg(
-            x,
+            self._x_op,
             dm,
             shifts[touched],
             delta[:, touched],
@@ -653,22 +669,26 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
         worst_case = float(np.linalg.norm(worst)) if np.all(np.isfinite(worst)) else math.inf
         linear = float(np.linalg.norm(sol.residual))
         charge = (data_dep if params["bound"] == "data" else worst_case) + linear
-        retrained = False
+        retrained, t_retrain = False, 0.0
         if self.budget_.can_spend(charge):
             self._w[:, touched] += sol.step
             self._z[:, touched] += sol.x_step
             self._active = active_new
             self._removed[idx] = True
+            t_commit = time.perf_counter()
             for col, j in enumerate(touched):
                 self._prec[j].commit(states[j], shifts[j])
                 self._prec[j].record(int(sol.iterations[col]), float(sol.contraction[col]))
+            t_prec += time.perf_counter() - t_commit
             self.budget_.step(charge)
         elif params["auto_retrain"]:
             self._active = active_new
             self._removed[idx] = True
             self.retrain_count_ += 1
+            t_retrain = time.perf_counter()
             fresh = params["sigma"] * self._rng.standard_normal(self._w.shape)  # b itself may not be loaded
             self._train(fresh, warm=True)
+            t_retrain = time.perf_counter() - t_retrain
             charge, retrained = 0.0, True
         else:
             for j in refreshed:  # built without rows that stay: rebuild before the next solve
@@ -687,6 +707,11 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
             retrained=retrained,
             seconds=time.perf_counter() - start,
             scope=self.certificate_scope_,
+            seconds_hvp=sol.seconds_hvp,
+            seconds_preconditioner=t_prec + sol.seconds_preconditioner,
+            seconds_retrain=t_retrain,
+            refreshed=bool(refreshed),
+            contraction=float(np.nanmax(sol.contraction)) if np.any(np.isfinite(sol.contraction)) else None,
         )
         self.history_.append(report)
         return report
@@ -982,6 +1007,7 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
         if len(classes) != len(self.classes_) or self._digest(x, y_index) != self._data_digest:
             raise IncompatibleModelError("X, y are not the training data this model was fitted on (their SHA-256 differs).")
         self._x = self._prepare(x)
+        self._x_op = _solver.operator_matrix(self._x)  # what the removal's Hessian-vector products read
         self._row_sq = np.einsum("ij,ij->i", self._x, self._x)
         k = self._w.shape[1]
         if self.mode_ == "binary":

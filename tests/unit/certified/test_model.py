@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from scipy.special import expit
 from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.exceptions import NotFittedError
@@ -96,6 +97,17 @@ def test_removal_is_the_newton_step_on_the_remaining_data_at_the_current_weights
         assert report.indices == tuple(sorted(rows)) and not report.retrained
         assert report.data_dependent <= report.worst_case
     assert m.n_removed_ == 5 and list(m.removed_) == [5, 7, 40, 41, 300]
+
+
+def test_removal_on_sparse_rows_takes_the_same_newton_step(cancer):
+    x, y = cancer
+    sparse = np.abs(x) * (np.random.default_rng(0).random(x.shape) < 0.15)  # sparse non-negative rows
+    m = CertifiedLogisticRegression(lam=1e-2, sigma=1.0, cg_tol=1e-9, fit_intercept=False, random_state=0).fit(sparse, y)
+    assert sp.issparse(m._x_op)  # the Hessian-vector products read a CSR copy
+    for rows in ([5], [40, 41]):
+        expected = m._w + dense_newton_step(m, rows)
+        m.remove(rows)
+        np.testing.assert_allclose(m._w, expected, rtol=1e-8, atol=1e-10)
 
 
 def test_one_vs_rest_takes_each_removed_row_out_of_each_class_model_once(digits):

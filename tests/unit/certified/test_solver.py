@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from scipy.special import expit
 
 from obliviate.certified import _solver
@@ -35,6 +36,20 @@ def test_fused_hvp_equals_the_dense_product(problem, monkeypatch):
     for k in range(3):
         np.testing.assert_allclose(hv[:, k], dense_hessian(x, dm[:, k], shifts[k]) @ v[:, k], rtol=1e-12)
     np.testing.assert_allclose(xv, x @ v, rtol=1e-12)
+
+
+def test_sparse_rows_take_the_csr_path_with_the_same_products(problem):
+    x, _ = problem
+    rng = np.random.default_rng(2)
+    sparse_x = x * (rng.random(x.shape) < 0.1)
+    op = _solver.operator_matrix(sparse_x)
+    assert sp.issparse(op) and not sp.issparse(_solver.operator_matrix(x))  # dense rows stay dense
+    dm, v, shifts = rng.random((x.shape[0], 2)), rng.standard_normal((x.shape[1], 2)), np.array([0.5, 2.0])
+    hv, xv = _solver.hvp(op, dm, shifts, v)
+    assert isinstance(hv, np.ndarray) and isinstance(xv, np.ndarray)
+    for k in range(2):
+        np.testing.assert_allclose(hv[:, k], dense_hessian(sparse_x, dm[:, k], shifts[k]) @ v[:, k], rtol=1e-12)
+    np.testing.assert_allclose(xv, sparse_x @ v, rtol=1e-12, atol=1e-15)
 
 
 def test_weighted_gram_is_the_lower_triangle_of_x_d_x(problem):
