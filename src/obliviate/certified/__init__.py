@@ -8,6 +8,8 @@
   spectral norms, the true residual, (ε, δ) <-> c.
 - :mod:`~obliviate.certified.features`: raw features, frozen torch modules, and a feature
   extractor trained with DP-SGD (Opacus) with its privacy spent.
+- :mod:`~obliviate.certified.planning`: λ and σ planned for a target (ε, δ) and an expected
+  number of removals (what ``lam="auto"``, ``sigma="auto"``, the defaults, do).
 - :mod:`~obliviate.certified.run`: a run directory with a deletion ledger (what the
   ``obliviate certified`` command uses).
 """
@@ -29,6 +31,7 @@ from .model import (
     RemovalReport,
     SeededNoiseWarning,
 )
+from .planning import PlanningWarning
 from .run import CertifiedRun, fit_run
 
 __all__ = [
@@ -43,6 +46,7 @@ __all__ = [
     "train_dp_extractor",
     "CertifiedLogisticRegression",
     "CertifiedRidgeClassifier",
+    "PlanningWarning",
     "RemovalReport",
     "SeededNoiseWarning",
     "c_from_delta",
