@@ -8,7 +8,7 @@ Commands work on run directories (``model.safetensors`` + ``run.json`` [+ ``scen
     obliviate unlearn RUN_DIR --scenario class:3 --method NAME [--preset P] [--set key=value ...] --out RUN_DIR
     obliviate evaluate RUN_DIR [--reference RUN_DIR] [--scenario SPEC]
     obliviate study unrolling [--out DIR] [--quick] [--seed N]
-    obliviate certified fit --dataset NAME [--classes 3,8] [--features raw|dp|run:DIR] [--lam X] [--sigma X] --out RUN_DIR
+    obliviate certified fit --dataset NAME [--classes 3,8] [--features raw|dp|run:DIR] [--removals K] --out RUN_DIR
     obliviate certified remove RUN_DIR --ids 1,2,3 [--ids-file FILE] [--request-id ID] [--reason TEXT]
     obliviate certified status RUN_DIR [--json]
 
@@ -138,8 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     cf.add_argument("--classes", default=None, help="train on these classes only, e.g. 3,8 (default: all)")
     cf.add_argument("--features", default="raw", help="raw (default), dp (a DP-SGD extractor) or run:RUN_DIR (a trained model)")
     cf.add_argument("--estimator", choices=["logistic", "ridge"], default="logistic")
-    cf.add_argument("--lam", type=float, default=None, help="L2 regularisation per sample (default 1e-3; digits: ~1e-2)")
-    cf.add_argument("--sigma", type=float, default=None, help="std of the secret noise b (default 10)")
+    cf.add_argument("--lam", type=float, default=None, help="L2 regularisation per sample (default: planned for --removals)")
+    cf.add_argument("--sigma", type=float, default=None, help="std of the secret noise b (default: planned for --removals)")
+    cf.add_argument(
+        "--removals", type=int, default=None, help="removals the budget should hold; plans lam and sigma (default 10)"
+    )
     cf.add_argument("--epsilon", type=float, default=None, help="target epsilon (default 1)")
     cf.add_argument("--delta", type=float, default=None, help="target delta (default 1e-4)")
     cf.add_argument("--mode", choices=["auto", "binary", "ovr"], default=None)
