@@ -95,7 +95,7 @@ def test_changed_training_data_recomputes_and_reloaded_equal_data_hits():
     inputs[0, 0, 4, 4] = inputs[0, 0, 4, 4] + 1  # one pixel of one training image
     changed = rebuilt(inputs)
     np.testing.assert_array_equal(changed.forget_idx, sc.forget_idx)  # the same request on other data
-    other_split = toy_scenario(seed=1)  # another validation draw: another training set D
+    other_split = ob.Scenario.classwise(ds, forget_class=3, seed=0, val_seed=1)  # another validation draw: another D
     runs = [ob.unlearn(model, s, "ssd", batch_size=16, device="cpu") for s in (reloaded, changed, other_split)]
     assert [r.diagnostics["importance_cached"] for r in runs] == [1.0, 0.0, 0.0]
 
