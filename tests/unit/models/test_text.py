@@ -115,7 +115,9 @@ def test_weight_space_methods_run_on_a_hugging_face_classifier(bert_run, name):
     preset = "digits" if "digits" in ob.get_method(name).presets else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ob.errors.UnlearningWarning)  # sgu on an Adam run
-        out = ob.unlearn(res.model, sc, name, preset=preset, recording=res.recording, device="cpu")
+        # SSD's digits alpha may select nothing on this tiny BERT (then nothing moves): a lower alpha selects some weights
+        extra = {"alpha": 1.0} if name == "ssd" else {}
+        out = ob.unlearn(res.model, sc, name, preset=preset, recording=res.recording, device="cpu", **extra)
     assert all(torch.isfinite(p).all() for p in out.model.parameters())
     assert all(torch.equal(before[k], v) for k, v in res.model.state_dict().items())
     assert ob.metrics.functional.weight_distance(out.model, res.model) > 0
