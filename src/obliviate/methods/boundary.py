@@ -132,9 +132,9 @@ class BoundaryExpand(_Boundary):
         digits: 8 epochs at lr 1.5e-4, batch 16. The paper's 1e-5 leaves the demo's CNN
             unchanged; on this small network the useful range is narrow: at 1e-4 the class
             is only partly forgotten, from 3e-4 retain accuracy drops further, and even here
-            it costs retain accuracy, on some seeds more than the baselines' retain target
-            allows (moving the forgotten class's features in a 6k-parameter body moves the
-            others'; freezing BatchNorm or using Adam does worse). Results over 3 seeds: the
+            it costs some retain accuracy, more than boundary shrinking does (moving the
+            forgotten class's features in a 6k-parameter body moves the others'; freezing
+            BatchNorm or using Adam does worse). Results over 3 seeds: the
             ``class:3`` rows of ``benchmarks/results/baselines.json``
             (``python benchmarks/baselines.py --seeds 3``).
     """
