@@ -39,6 +39,7 @@ __all__ = [
     "unlearn",
     "get_method",
     "make_method",
+    "make_context",
 ]
 
 METHODS: Registry[type[UnlearningMethod]] = Registry("method")
@@ -120,6 +121,32 @@ class RunContext:
                 p = params.get(name)
                 if p is not None and p.shape == value.shape:
                     p.copy_(torch.where(self.masks[name], p, value))
+
+
+def make_context(
+    net: nn.Module,
+    device: torch.device,
+    *,
+    seed: int,
+    masks: Mapping[str, torch.Tensor] | None,
+    progress: bool | None,
+    recording: Any,
+) -> RunContext:
+    """The :class:`RunContext` that :meth:`UnlearningMethod.unlearn` hands to ``_unlearn`` for ``net``
+    (the private copy already on ``device``): the seeded generator, the checked masks and a copy of
+    the frozen coordinates.
+    """
+    resolved = resolve_masks(net, masks)
+    params = dict(net.named_parameters())
+    return RunContext(
+        device=device,
+        generator=torch.Generator().manual_seed(seed),
+        seed=seed,
+        masks=resolved,
+        progress=progress,
+        frozen={n: params[n].detach().clone() for n, m in resolved.items() if not bool(m.all())},
+        recording=recording,
+    )
 
 
 @dataclass
@@ -242,17 +269,7 @@ class UnlearningMethod(Config):
             load()  # optional packages (e.g. peft for LoRA) are imported before the timed run
         dev = resolve_device(device)
         net = copy.deepcopy(model).to(dev)
-        resolved = resolve_masks(net, masks)
-        params = dict(net.named_parameters())
-        ctx = RunContext(
-            device=dev,
-            generator=torch.Generator().manual_seed(seed),
-            seed=seed,
-            masks=resolved,
-            progress=progress,
-            frozen={n: params[n].detach().clone() for n, m in resolved.items() if not bool(m.all())},
-            recording=recording,
-        )
+        ctx = make_context(net, dev, seed=seed, masks=masks, progress=progress, recording=recording)
         with seeded(seed, dev), Timer(dev) as timer:
             out = self._unlearn(net, scenario, ctx)
         ctx.restore_frozen(out)

@@ -17,9 +17,8 @@ import obliviate as ob
 from obliviate import pruning
 from obliviate._utils import seeded
 from obliviate.errors import InvalidConfigError
-from obliviate.methods.base import METHODS, RunContext
+from obliviate.methods.base import METHODS, make_context
 from obliviate.testing import toy_dataset, toy_model, toy_scenario
-from obliviate.training import resolve_masks
 
 
 @pytest.fixture(scope="module")
@@ -115,17 +114,8 @@ def raw_unlearn(method, model, scenario, masks, *, seed=0, recording=None):
         load()
     dev = torch.device("cpu")
     net = copy.deepcopy(model).to(dev)
-    resolved = resolve_masks(net, masks)
-    params = dict(net.named_parameters())
-    ctx = RunContext(
-        device=dev,
-        generator=torch.Generator().manual_seed(seed),
-        seed=seed,
-        masks=resolved,
-        progress=False,
-        frozen={n: params[n].detach().clone() for n, m in resolved.items() if not bool(m.all())},
-        recording=recording if method.needs_recording else None,
-    )
+    recording = recording if method.needs_recording else None
+    ctx = make_context(net, dev, seed=seed, masks=masks, progress=False, recording=recording)
     with seeded(seed, dev):
         return method._unlearn(net, scenario, ctx)
 
