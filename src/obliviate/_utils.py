@@ -153,6 +153,6 @@ def console() -> Any:
 
 def versions() -> dict[str, str]:
     """Versions recorded in every run record."""
-    from . import __version__
+    from ._version import __version__
 
     return {"obliviate": __version__, "torch": torch.__version__, "python": platform.python_version(), "numpy": np.__version__}

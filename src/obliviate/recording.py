@@ -57,7 +57,7 @@ from .data.base import Subset, iterate_batches, targets_of
 from .data.scenario import Scenario
 from .errors import IncompatibleModelError, InvalidConfigError, MissingDataError, ReproducibilityWarning
 from .io import load_state_dict, read_json, write_json
-from .training import StepHook, TrainConfig, fit
+from .training import StepHook, TrainConfig, fit, register_recorder
 
 __all__ = ["Recording", "Recorder", "replay", "naive_retrain", "logit_loss", "RECORDING_FILE", "RECORDING_META"]
 
@@ -553,7 +553,7 @@ class Recorder(StepHook):
             self._measure(len(self._steps))
 
     def _measure(self, steps: int) -> None:
-        from .metrics.hessian import top_eigenvalue
+        from .hessian import top_eigenvalue
 
         x, y = self._probe  # type: ignore[misc]
         spectrum = top_eigenvalue(self._model, x, y, loss=self._loss, seed=self.seed + steps)
@@ -722,3 +722,6 @@ def naive_retrain(
     net.load_state_dict(recording._cache[key])
     net.eval()
     return net
+
+
+register_recorder(Recorder)  # the hook behind ob.train(..., record=True); training never imports this module

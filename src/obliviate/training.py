@@ -47,6 +47,7 @@ __all__ = [
     "accuracy",
     "cross_entropy_loss",
     "training_set_of",
+    "register_recorder",
 ]
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -351,6 +352,24 @@ class StepHook:
         """Called once after the last epoch."""
 
 
+# The StepHook factory behind ``train(record=True)``. obliviate.recording sits above this module (it replays
+# runs through ``fit``), so the loop never imports it: the recording module registers its Recorder when it is
+# imported (``import obliviate`` imports it), and the two modules form no import cycle.
+_recorder_factory: Callable[..., StepHook] | None = None
+
+
+def register_recorder(factory: Callable[..., StepHook]) -> None:
+    """Install the :class:`StepHook` factory that ``train(record=True)`` uses.
+
+    :mod:`obliviate.recording` registers its :class:`~obliviate.recording.Recorder`; the
+    factory is called as ``factory(seed=..., updates=..., augment_fn=..., record=...)``.
+    """
+    global _recorder_factory
+    if not callable(factory):
+        raise InvalidConfigError(f"register_recorder needs a callable; got {type(factory).__name__}.")
+    _recorder_factory = factory
+
+
 def _progress_bar(enabled: bool | None, total: int, desc: str) -> Any:
     if enabled is None:
         enabled = sys.stderr.isatty()
@@ -586,9 +605,9 @@ def train(
         if augment_fn is not None and hasattr(recorder, "augment_fn"):
             recorder.augment_fn = True
     elif record or record_updates is not False:
-        from .recording import Recorder
-
-        recorder = Recorder(seed=seed, updates=record_updates, augment_fn=augment_fn is not None, record=bool(record))
+        if _recorder_factory is None:  # pragma: no cover - obliviate/__init__ imports obliviate.recording
+            raise InvalidConfigError("train(record=True) needs obliviate.recording: import it (import obliviate does).")
+        recorder = _recorder_factory(seed=seed, updates=record_updates, augment_fn=augment_fn is not None, record=bool(record))
     with seeded(seed, dev), Timer(dev) as timer:
         history = fit(
             net,

@@ -158,3 +158,16 @@ def test_recordings_refuse_other_data_and_unknown_samples(small):
         naive_retrain(model, augmented, small)
     with pytest.raises(IncompatibleModelError, match="does not match the recording"):
         replay(ob.build_model("mlp", small.dataset, hidden=(9,)), rec, rec.training_data(small.dataset.train))
+
+
+def test_recording_plugs_its_recorder_into_train_without_training_importing_it():
+    """``train(record=True)`` uses the Recorder that obliviate.recording registered (issue 12: no import cycle)."""
+    import ast
+    import inspect
+
+    import obliviate.training as training
+
+    assert training._recorder_factory is Recorder
+    tree = ast.parse(inspect.getsource(training))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "recording" not in imported and "obliviate.recording" not in imported

@@ -10,7 +10,7 @@ from torch import nn
 from torch.func import functional_call
 
 from obliviate.errors import InvalidConfigError, UnlearningWarning
-from obliviate.metrics.hessian import hessian_matrix, hvp_operator, lanczos, sigma_of, top_eigenvalue
+from obliviate.hessian import hessian_matrix, hvp_operator, lanczos, sigma_of, top_eigenvalue
 
 
 def _tiny(seed=0):
@@ -139,3 +139,13 @@ def test_the_double_backward_fallback_matches_forward_mode_with_normalisation_la
     v = torch.randn(forward.size, dtype=torch.float64)
     torch.testing.assert_close(forward(v), backward(v), atol=1e-10, rtol=1e-8)
     torch.testing.assert_close(forward(v), _explicit(model, x, y, _ce) @ v, atol=1e-10, rtol=1e-8)
+
+
+def test_old_module_path_still_works_with_a_deprecation_warning():
+    import obliviate.hessian as new
+    import obliviate.metrics.hessian as old
+
+    with pytest.warns(DeprecationWarning, match="obliviate.hessian"):
+        assert old.top_eigenvalue is new.top_eigenvalue
+    with pytest.raises(AttributeError):
+        old.not_a_name  # noqa: B018
