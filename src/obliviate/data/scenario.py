@@ -522,6 +522,22 @@ class Scenario:
         mask = self.test_forget_mask
         return None if mask is None else Subset(self.dataset.test, self.test_idx[mask])
 
+    @cached_property
+    def attack_heldout(self) -> Subset:
+        """Test samples like the forget set: the non-members of a membership attack on D_f.
+
+        Class-wise and sub-class scenarios: the test samples of the forgotten (sub-)class
+        (:attr:`test_forget`), so the label gives nothing away. Random and custom scenarios: the
+        test samples of the classes present in D_f. Only the test split is used: it is disjoint
+        from the training set and from the validation split, which methods may read. A view
+        over ``test_idx``; no other split changes.
+        """
+        if self.test_forget is not None:
+            return self.test_forget
+        labels = self.dataset.test_targets[self.test_idx]
+        wanted = np.unique(self.dataset.train_targets[self.forget_idx])
+        return Subset(self.dataset.test, self.test_idx[np.isin(labels, wanted)])
+
     def split(self, name: str) -> Dataset:
         """The dataset of a named split: forget, retain, val, train or test."""
         if name not in SPLITS:

@@ -3,46 +3,64 @@
 A membership-inference attacker learns to tell the forget set D_f from held-out samples D_val
 of the same distribution; the model (the defender) is trained to keep its accuracy on the
 retain set D_r while fooling the attacker, plus a Barlow-Twins term that pulls the feature
-statistics of D_f towards those of D_val. The building blocks are public so that the attacker
-can also serve as an evaluation (:func:`obliviate.metrics.functional.mia_adversarial`):
+statistics of D_f towards those of D_val. Here live the method (:class:`AdversarialUnlearning`),
+its game (:class:`AdversarialGame`, the state of one run) and :func:`barlow_twins_loss`.
 
-* :func:`barlow_twins_loss`: the self-supervised term between two batches of features;
-* :func:`attack_features`: the attacker's input ``[logits, one-hot label, sensitivity]``;
-* :class:`Attacker`: the transformer attacker of the paper, its size configurable;
-* :func:`train_attacker`: balanced mini-batch training of an attacker on fixed features.
+The attack machinery is shared with the ``mia_adversarial`` metric and lives in
+:mod:`obliviate.metrics.attacks`: :class:`~obliviate.metrics.attacks.Attacker`,
+:func:`~obliviate.metrics.attacks.train_attacker`, :func:`~obliviate.metrics.attacks.attack_features`,
+:func:`~obliviate.metrics.attacks.attack_features_of`, :func:`~obliviate.metrics.attacks.heldout_split`,
+:func:`~obliviate.metrics.attacks.attack_heldout_split` and
+:func:`~obliviate.metrics.attacks.membership.membership_attack_accuracy`. Those names still
+resolve here, with a :class:`DeprecationWarning`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from .._utils import eval_mode, model_device
+from .._utils import eval_mode
 from .._validation import Interval, Options, param
-from ..data.base import Concat, Subset, iterate_batches
+from ..data.base import iterate_batches
 from ..data.scenario import Scenario
 from ..errors import InvalidConfigError, MissingDataError
+from ..metrics.attacks import attacker as _attacks
+from ..metrics.attacks import heldout as _heldout
+from ..metrics.attacks import membership as _membership
 from ..models.adapter import ModelAdapter, logits_of
 from .base import FineTuneRecipe, RunContext, UnlearningMethod, register_method
 
-__all__ = [
-    "AdversarialUnlearning",
-    "Attacker",
-    "attack_features",
-    "attack_features_of",
-    "barlow_twins_loss",
-    "heldout_split",
-    "attack_heldout_split",
-    "membership_attack_accuracy",
-    "train_attacker",
-]
+__all__ = ["AdversarialGame", "AdversarialUnlearning", "barlow_twins_loss"]
+
+# Names that moved to obliviate.metrics.attacks (issue 12): old name -> (module, new import path).
+_MOVED: dict[str, tuple[Any, str]] = {
+    "Attacker": (_attacks, "obliviate.metrics.attacks"),
+    "attack_features": (_attacks, "obliviate.metrics.attacks"),
+    "attack_features_of": (_attacks, "obliviate.metrics.attacks"),
+    "train_attacker": (_attacks, "obliviate.metrics.attacks"),
+    "heldout_split": (_heldout, "obliviate.metrics.attacks"),
+    "attack_heldout_split": (_heldout, "obliviate.metrics.attacks"),
+    "membership_attack_accuracy": (_membership, "obliviate.metrics.attacks.membership"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        module, path = _MOVED[name]
+        warnings.warn(
+            f"obliviate.methods.adversarial.{name} moved to {path}.{name}; import it from there.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- Barlow Twins
@@ -95,358 +113,6 @@ def barlow_twins_loss(a: torch.Tensor, b: torch.Tensor, *, off_diagonal: float =
     return on + off_diagonal * off
 
 
-# --------------------------------------------------------------------------- attack features
-def _noisy(x: torch.Tensor, samples: int, std: float, generator: torch.Generator) -> torch.Tensor:
-    """``samples`` noisy copies of a batch, stacked: ``(samples * B, ...)``, copy-major."""
-    eps = torch.randn((samples, *x.shape), generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
-    return (x.unsqueeze(0) + std * eps).reshape(samples * x.shape[0], *x.shape[1:])
-
-
-def _sensitivity(z: torch.Tensor, z_noisy: torch.Tensor, samples: int, std: float) -> torch.Tensor:
-    """``(1/m) Σ_r |z(x + σ ε_r) - z(x)| / σ`` from the clean and the stacked noisy logits."""
-    return (z_noisy.view(samples, *z.shape) - z.unsqueeze(0)).abs().mean(dim=0) / std
-
-
-def _features(z: torch.Tensor, y: torch.Tensor, s: torch.Tensor, num_classes: int) -> torch.Tensor:
-    return torch.cat([z, F.one_hot(y, num_classes).to(z.dtype), s], dim=1)
-
-
-def attack_features(
-    logits_fn: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
-    y: torch.Tensor,
-    num_classes: int,
-    *,
-    noise_samples: int = 10,
-    noise_std: float = 1e-3,
-    generator: torch.Generator,
-) -> torch.Tensor:
-    """The attacker's input for a batch: ``a(x) = [z(x) ‖ onehot(y) ‖ s(x)] ∈ R^{3C}``.
-
-    ``z`` are the logits and ``s = (1/m) Σ_{r=1..m} |z(x + σ ε_r) - z(x)| / σ``, ε_r ~ N(0, I),
-    a finite-difference estimate of the logits' local sensitivity to the input (zeros when
-    ``noise_samples`` is 0). Gradients flow into the model through ``z`` and ``s`` unless the
-    caller disables them.
-
-    Args:
-        logits_fn: The model's logits, ``x -> (B, C)``.
-        x: Inputs ``(B, ...)``.
-        y: Labels ``(B,)``.
-        num_classes: C.
-        noise_samples: m. Default 10 (the paper's).
-        noise_std: σ. Default 1e-3 (the paper's).
-        generator: Source of the noise (on the device the noise is drawn on).
-
-    Returns:
-        ``(B, 3C)`` features.
-    """
-    z = logits_fn(x)
-    if noise_samples == 0:
-        return _features(z, y, torch.zeros_like(z), num_classes)
-    z_noisy = logits_fn(_noisy(x, noise_samples, noise_std, generator))
-    return _features(z, y, _sensitivity(z, z_noisy, noise_samples, noise_std), num_classes)
-
-
-@torch.no_grad()
-def attack_features_of(
-    model: nn.Module,
-    data: Dataset,
-    num_classes: int,
-    *,
-    noise_samples: int = 10,
-    noise_std: float = 1e-3,
-    generator: torch.Generator,
-    batch_size: int = 256,
-    device: torch.device,
-) -> torch.Tensor:
-    """:func:`attack_features` of every sample of ``data``, in order, model in eval mode.
-
-    Args:
-        model: The classifier (logits read by :func:`~obliviate.models.adapter.logits_of`).
-        data: A labelled dataset.
-        num_classes: C.
-        noise_samples: m, noisy copies per sample (0: zero sensitivities). Default 10.
-        noise_std: σ. Default 1e-3.
-        generator: Source of the noise, on ``device``.
-        batch_size: Samples per forward (times ``noise_samples + 1``). Default 256.
-        device: Where the model runs.
-
-    Returns:
-        ``(len(data), 3C)`` CPU tensor.
-    """
-    out = [torch.zeros(0, 3 * num_classes)]
-    with eval_mode(model):
-        for x, y in iterate_batches(data, batch_size, device=device):
-            feats = attack_features(
-                lambda v: logits_of(model(v)),
-                x,
-                y,
-                num_classes,
-                noise_samples=noise_samples,
-                noise_std=noise_std,
-                generator=generator,
-            )
-            out.append(feats.float().cpu())
-    return torch.cat(out)
-
-
-# --------------------------------------------------------------------------- the attacker
-class Attacker(nn.Module):
-    """The membership attacker of Discriminative Adversarial Unlearning.
-
-    Input ``a ∈ R^{3C}`` (:func:`attack_features`) → BatchNorm1d(3C) → C tokens of 3 features
-    (the logit, label indicator and sensitivity of each class) → Linear(3, dim) + GELU →
-    a transformer encoder (``layers`` layers, ``heads`` heads, feed-forward ``ff``, GELU,
-    ``dropout``) → flatten (C·dim) → Linear(C·dim, hidden) + ReLU → Linear(hidden, 2). Output
-    logits: column 1 = member (forget), column 0 = non-member (held out). The paper's size:
-    dim 64, 3 layers, 4 heads, ff 128, dropout 0.2, hidden 64.
-
-    Args:
-        num_classes: C, the classifier's number of classes.
-        dim: Token width. Default 64.
-        layers: Transformer layers (0: tokens go straight to the head). Default 3.
-        heads: Attention heads (must divide ``dim``). Default 4.
-        ff: Feed-forward width. Default 128.
-        dropout: Dropout in the encoder. Default 0.2.
-        hidden: Width of the MLP head. Default 64.
-
-    Example:
-        >>> net = Attacker(10, dim=16, layers=1, heads=2, ff=32, hidden=16)
-        >>> net(torch.randn(4, 30)).shape
-        torch.Size([4, 2])
-    """
-
-    def __init__(
-        self,
-        num_classes: int,
-        *,
-        dim: int = 64,
-        layers: int = 3,
-        heads: int = 4,
-        ff: int = 128,
-        dropout: float = 0.2,
-        hidden: int = 64,
-    ) -> None:
-        super().__init__()
-        if dim % heads:
-            raise InvalidConfigError(f"The attacker's width ({dim}) must be a multiple of its number of heads ({heads}).")
-        self.num_classes = num_classes
-        self.norm = nn.BatchNorm1d(3 * num_classes)
-        self.embed = nn.Sequential(nn.Linear(3, dim), nn.GELU())
-        if layers:
-            layer = nn.TransformerEncoderLayer(dim, heads, ff, dropout, activation="gelu", batch_first=True)
-            self.encoder: nn.Module = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        else:
-            self.encoder = nn.Identity()
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(num_classes * dim, hidden), nn.ReLU(), nn.Linear(hidden, 2))
-
-    def forward(self, a: torch.Tensor) -> torch.Tensor:
-        tokens = self.norm(a).view(a.shape[0], 3, self.num_classes).transpose(1, 2)
-        return self.head(self.encoder(self.embed(tokens)))
-
-
-class _Cycler:
-    """Index batches of a fixed size from successive random permutations of ``range(n)``.
-
-    Every sample is drawn once per pass; a batch larger than ``n`` holds repeats. This
-    replaces the Gunlearn code's ``next(iter(loader))`` (a full reshuffle at every step, and
-    an equal-size assertion that needs |D_f| ≥ batch size).
-    """
-
-    def __init__(self, n: int, generator: torch.Generator) -> None:
-        self.n, self.generator = n, generator
-        self.order = torch.zeros(0, dtype=torch.long)
-        self.pos = 0
-
-    def take(self, k: int) -> torch.Tensor:
-        parts = []
-        while k > 0:
-            if self.pos == len(self.order):
-                self.order, self.pos = torch.randperm(self.n, generator=self.generator), 0
-            t = min(k, len(self.order) - self.pos)
-            parts.append(self.order[self.pos : self.pos + t])
-            self.pos, k = self.pos + t, k - t
-        return torch.cat(parts)
-
-
-def _membership(n_members: int, n_nonmembers: int, device: torch.device) -> torch.Tensor:
-    return torch.cat([torch.ones(n_members, dtype=torch.long), torch.zeros(n_nonmembers, dtype=torch.long)]).to(device)
-
-
-def train_attacker(
-    attacker: nn.Module,
-    members: torch.Tensor,
-    nonmembers: torch.Tensor,
-    *,
-    steps: int,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    generator: torch.Generator,
-    optimizer: torch.optim.Optimizer | None = None,
-) -> float:
-    """Train an attacker on fixed features: balanced batches, label 1 = member, Adam.
-
-    Each step draws ``batch_size`` members and as many non-members (successive permutations of
-    each set, so a small set is cycled) and takes one step on the cross-entropy.
-
-    Args:
-        attacker: The attacker (e.g. :class:`Attacker`), on the features' device.
-        members: ``(N_m, 3C)`` member features.
-        nonmembers: ``(N_n, 3C)`` non-member features.
-        steps: Optimiser steps.
-        batch_size: Samples per side and step (at least 2).
-        lr: Adam learning rate (when ``optimizer`` is None).
-        generator: CPU generator of the batch draws.
-        optimizer: Continue with this optimiser instead of a fresh Adam.
-
-    Returns:
-        The attacker's accuracy on the last batch (in training mode).
-
-    Raises:
-        MissingDataError: an empty member or non-member set.
-    """
-    if len(members) == 0 or len(nonmembers) == 0:
-        raise MissingDataError("train_attacker needs non-empty member and non-member sets.")
-    batch_size = max(2, int(batch_size))
-    opt = optimizer or torch.optim.Adam(attacker.parameters(), lr=lr)
-    draw_m, draw_n = _Cycler(len(members), generator), _Cycler(len(nonmembers), generator)
-    target = _membership(batch_size, batch_size, members.device)
-    attacker.train()
-    acc = float("nan")
-    for _ in range(steps):
-        batch = torch.cat(
-            [members[draw_m.take(batch_size).to(members.device)], nonmembers[draw_n.take(batch_size).to(nonmembers.device)]]
-        )
-        out = attacker(batch)
-        loss = F.cross_entropy(out, target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        acc = float((out.argmax(1) == target).float().mean())
-    return acc
-
-
-# --------------------------------------------------------------------------- held-out sets
-def _forget_groups(scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
-    """(the validation samples' group labels, the groups of the forget set).
-
-    A group is the fine label for sub-class forgetting and the class otherwise.
-    """
-    ds = scenario.dataset
-    if scenario.kind == "subclass" and ds.train_fine is not None:
-        return np.asarray(ds.train_fine)[scenario.val_idx], np.asarray([scenario.params["fine_class"]])
-    labels = ds.train_targets
-    if scenario.kind == "classwise":
-        return labels[scenario.val_idx], np.asarray([scenario.params["forget_class"]])
-    return labels[scenario.val_idx], np.unique(labels[scenario.forget_idx])
-
-
-def heldout_split(scenario: Scenario, *, restrict: bool = True, include_test: bool = False) -> Dataset:
-    """Held-out samples from the forget set's distribution (the attacker's non-members).
-
-    Args:
-        scenario: The scenario.
-        restrict: Keep only validation samples of the forget set's class(es): the forgotten
-            class of a class-wise scenario, the forgotten sub-class of a sub-class scenario,
-            the classes present in D_f otherwise (all of them for random forgetting).
-            False: the whole validation split.
-        include_test: Also add the test samples of the forgotten (sub-)class (class-wise and
-            sub-class scenarios only; the validation split alone holds ~10 % of a class).
-
-    Returns:
-        A dataset (a view of the train split, or of train and test concatenated).
-    """
-    val_groups, wanted = _forget_groups(scenario)
-    idx = scenario.val_idx[np.isin(val_groups, wanted)] if restrict else scenario.val_idx
-    val = Subset(scenario.dataset.train, idx)
-    if include_test and scenario.test_forget is not None:
-        return Concat([val, scenario.test_forget])
-    return val
-
-
-def attack_heldout_split(scenario: Scenario) -> Subset:
-    """The non-members of the ``mia_adversarial`` metric: test-split samples like the forget set.
-
-    Only the test split is used: it is disjoint from the training set and from the validation
-    split, which methods may read (the ``adversarial`` defender trains against the validation
-    samples, so scoring against them would flatter it). For class-wise and sub-class forgetting
-    these are the test samples of the forgotten (sub-)class (:attr:`Scenario.test_forget`); for
-    random and custom forgetting, the test samples of the classes present in D_f.
-
-    Args:
-        scenario: The scenario.
-
-    Returns:
-        A view of ``scenario.dataset.test``.
-    """
-    if scenario.test_forget is not None:
-        return scenario.test_forget
-    labels = scenario.dataset.test_targets[scenario.test_idx]
-    wanted = np.unique(scenario.dataset.train_targets[scenario.forget_idx])
-    return Subset(scenario.dataset.test, scenario.test_idx[np.isin(labels, wanted)])
-
-
-def membership_attack_accuracy(
-    model: nn.Module,
-    scenario: Scenario,
-    *,
-    seed: int = 0,
-    batch_size: int = 512,
-    device: torch.device | None = None,
-    noise_samples: int = 10,
-    noise_std: float = 1e-3,
-) -> float:
-    """The ``mia_adversarial`` metric of a model: a fresh attacker's accuracy, D_f vs held out.
-
-    Members are the forget set; non-members are :func:`attack_heldout_split`: test-split
-    samples only (for class-wise and sub-class forgetting those of the forgotten (sub-)class, so
-    the one-hot label gives nothing away; for random forgetting those of D_f's classes). The
-    test split is disjoint from everything any method sees: training data, and the validation
-    split that the ``adversarial`` defender trains against (an earlier version scored against
-    validation samples, which flattered that method). Features are :func:`attack_features_of`
-    (model in eval mode, noise seeded by ``seed``); the score is
-    :func:`obliviate.metrics.functional.mia_adversarial`. The held-out side is small for a
-    class-wise scenario (on digits a few dozen test samples of the class), so the value is
-    coarse; average it over seeds.
-
-    Args:
-        model: The model to attack.
-        scenario: Its scenario (forget set, validation split, test split).
-        seed: Seed of the noise, the subsample, the split and the attacker. Default 0.
-        batch_size: Samples per forward when computing features. Default 512.
-        device: Where the model runs; None: the device of its parameters.
-        noise_samples: m of the sensitivity feature. Default 10.
-        noise_std: σ of the sensitivity feature. Default 1e-3.
-
-    Returns:
-        The attacker's accuracy in [0, 1] (0.5: the forget set looks unseen).
-
-    Raises:
-        MissingDataError: fewer than 2 held-out samples of the forget set's distribution.
-    """
-    from ..metrics.functional.adversarial import mia_adversarial
-
-    dev = model_device(model) if device is None else device
-    heldout = attack_heldout_split(scenario)
-    if len(heldout) < 2:  # type: ignore[arg-type]
-        raise MissingDataError(
-            f"mia_adversarial needs held-out test samples of the forget set's distribution, but scenario {scenario.name!r} "
-            "has fewer than 2 in its test split."
-        )
-    num_classes = scenario.dataset.num_classes
-    generator = torch.Generator(device=dev).manual_seed(seed)
-    common = {
-        "noise_samples": noise_samples,
-        "noise_std": noise_std,
-        "generator": generator,
-        "batch_size": batch_size,
-        "device": dev,
-    }
-    members = attack_features_of(model, scenario.forget, num_classes, **common)
-    nonmembers = attack_features_of(model, heldout, num_classes, **common)
-    return mia_adversarial(members, nonmembers, seed=seed)
-
-
 def _tensors(data: Dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     xs, ys = zip(*iterate_batches(data, 4096, device=device), strict=True)
     return torch.cat(xs), torch.cat(ys)
@@ -458,9 +124,9 @@ def _tensors(data: Dataset, device: torch.device) -> tuple[torch.Tensor, torch.T
 class AdversarialUnlearning(UnlearningMethod, FineTuneRecipe):
     """Discriminative Adversarial Unlearning (Sharma, Zhou, Ji & Chen, arXiv:2402.06864).
 
-    A min-max game between an attacker A (:class:`Attacker`) and the model D (the defender).
+    A min-max game between an attacker A (:class:`~obliviate.metrics.attacks.Attacker`) and the model D (the defender).
     A sees ``a(x) = [logits ‖ one-hot label ‖ finite-difference sensitivity]``
-    (:func:`attack_features`) and is trained to call forget samples members (1) and held-out
+    (:func:`~obliviate.metrics.attacks.attack_features`) and is trained to call forget samples members (1) and held-out
     validation samples non-members (0). The defender is then trained, on each retain batch,
     to minimise
 
@@ -493,7 +159,7 @@ class AdversarialUnlearning(UnlearningMethod, FineTuneRecipe):
     The game's iterations are the first ``stop_iter`` optimiser steps (steps 0 .. stop_iter-1;
     the code switches once its attacker-step counter exceeds ``stop_iter``, i.e. after the
     same number of defender steps). The attacker also serves as an evaluation: the opt-in
-    metric ``mia_adversarial`` (:func:`membership_attack_accuracy`) trains a fresh one on
+    metric ``mia_adversarial`` (:func:`~obliviate.metrics.attacks.membership.membership_attack_accuracy`) trains a fresh one on
     the evaluated model.
 
     Data needs: forget, retain, val (labelled). Cost in passes over D: ``epochs · |D_r| / |D|``
@@ -640,9 +306,9 @@ class AdversarialUnlearning(UnlearningMethod, FineTuneRecipe):
                 f"got stop_lr={self.stop_lr}. Set stop_iter too, or leave stop_lr at None."
             )
 
-    def make_attacker(self, num_classes: int) -> Attacker:
-        """A fresh :class:`Attacker` of this method's size (drawn from the global RNG)."""
-        return Attacker(
+    def make_attacker(self, num_classes: int) -> _attacks.Attacker:
+        """A fresh :class:`~obliviate.metrics.attacks.Attacker` of this method's size (drawn from the global RNG)."""
+        return _attacks.Attacker(
             num_classes,
             dim=self.attacker_dim,
             layers=self.attacker_layers,
@@ -652,110 +318,169 @@ class AdversarialUnlearning(UnlearningMethod, FineTuneRecipe):
             hidden=self.attacker_hidden,
         )
 
+    def lr_factor(self, step: int) -> float:
+        """Factor on ``lr`` at optimiser step ``step``: ``stop_lr / lr`` from ``stop_iter`` on (when both are set), else 1."""
+        if self.stop_iter is not None and self.stop_lr is not None and step >= self.stop_iter:
+            return self.stop_lr / self.lr
+        return 1.0
+
+    def plays(self) -> bool:
+        """Whether there is a game to play (else the run is plain fine-tuning on D_r)."""
+        return self.beta > 0 and (self.adv_weight > 0 or self.bt_weight > 0) and (self.stop_iter is None or self.stop_iter > 0)
+
     def _unlearn(self, model: nn.Module, scenario: Scenario, ctx: RunContext) -> nn.Module:
-        dev, gen = ctx.device, ctx.generator
-        num_classes = scenario.dataset.num_classes
-        heldout = heldout_split(scenario, restrict=self.val_set == "forget_class")
+        heldout = _heldout.heldout_split(scenario, restrict=self.val_set == "forget_class")
         if len(heldout) == 0:  # type: ignore[arg-type]
             raise MissingDataError(
                 f"{type(self).__name__} with val_set='forget_class' needs validation samples of the forgotten class(es), "
                 f"but scenario {scenario.name!r} has none; use val_set='all' or a scenario with a validation split."
             )
-
-        def lr_factor(step: int) -> float:
-            if self.stop_iter is not None and self.stop_lr is not None and step >= self.stop_iter:
-                return self.stop_lr / self.lr
-            return 1.0
-
-        game = self.beta > 0 and (self.adv_weight > 0 or self.bt_weight > 0) and (self.stop_iter is None or self.stop_iter > 0)
-        if not game:  # nothing to play: plain fine-tuning on D_r (at stop_lr from stop_iter on)
-            ctx.fit(model, scenario.retain, self.recipe(), lr_factor=lr_factor, desc="adversarial")
+        if not self.plays():  # nothing to play: plain fine-tuning on D_r (at stop_lr from stop_iter on)
+            ctx.fit(model, scenario.retain, self.recipe(), lr_factor=self.lr_factor, desc="adversarial")
             ctx.diagnostics["adversarial_iterations"] = 0.0
             return model
-
-        x_f, y_f = _tensors(scenario.forget, dev)
-        x_v, y_v = _tensors(heldout, dev)
-        adapter = ModelAdapter(model)  # the head is located on the first features call (only if bt_weight > 0)
-        seed = int(torch.randint(0, 2**62, (1,), generator=gen))
-        noise_gen = torch.Generator(device=dev).manual_seed(seed)
-        attacker = self.make_attacker(num_classes).to(dev)
-        opt_a = torch.optim.Adam(attacker.parameters(), lr=self.attacker_lr)
-        m, std = self.noise_samples, self.noise_std
-
-        if self.adv_weight > 0 and self.attacker_warmup > 0:
-            members = scenario.train if self.warmup_members == "train" else scenario.forget
-            common = {"noise_samples": m, "noise_std": std, "generator": noise_gen, "batch_size": 512, "device": dev}
-            feats_m = attack_features_of(model, members, num_classes, **common).to(dev)
-            feats_n = attack_features_of(model, heldout, num_classes, **common).to(dev)
-            ctx.diagnostics["attacker_warmup_acc"] = train_attacker(
-                attacker, feats_m, feats_n, steps=self.attacker_warmup, batch_size=64, generator=gen, optimizer=opt_a
-            )
-
-        b = max(2, self.attack_batch_size or self.batch_size)
-        draw_f, draw_v = _Cycler(len(y_f), gen), _Cycler(len(y_v), gen)
-        target = _membership(b, b, dev)
-        state = {"step": 0, "attacker_acc": 0.0, "bt": 0.0, "adv": 0.0, "iters": 0}
-
-        def outputs(x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
-            """Penultimate features (only when the Barlow-Twins term needs them) and logits."""
-            return adapter.features_and_logits(x) if self.bt_weight > 0 else (None, adapter.logits(x))
-
-        def forwards(x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-            """Features, logits and sensitivities of the forget or validation batch."""
-            if not (self.adv_weight > 0 and m > 0):
-                h, z = outputs(x)
-                return h, z, torch.zeros_like(z)
-            if self.feature_mode == "eval":  # BatchNorm on running statistics: one forward for all copies
-                h, z = outputs(torch.cat([x, _noisy(x, m, std, noise_gen)]))
-                z, z_noisy, h = z[: len(x)], z[len(x) :], None if h is None else h[: len(x)]
-            else:  # the code's training-mode forwards: clean and noisy batches separately
-                h, z = outputs(x)
-                z_noisy = adapter.logits(_noisy(x, m, std, noise_gen))
-            return h, z, _sensitivity(z, z_noisy, m, std)
-
-        def unlearning_terms() -> torch.Tensor:
-            fi, vi = draw_f.take(b).to(dev), draw_v.take(b).to(dev)
-            if self.feature_mode == "eval":
-                with eval_mode(model):
-                    (h_f, z_f, s_f), (h_v, z_v, s_v) = forwards(x_f[fi]), forwards(x_v[vi])
-            else:
-                (h_f, z_f, s_f), (h_v, z_v, s_v) = forwards(x_f[fi]), forwards(x_v[vi])
-            ctx.counter["samples"] += 2 * b * (1 + (m if self.adv_weight > 0 else 0))
-            total = torch.zeros((), device=dev)
-            if self.adv_weight > 0:
-                a = torch.cat([_features(z_f, y_f[fi], s_f, num_classes), _features(z_v, y_v[vi], s_v, num_classes)])
-                attacker.requires_grad_(True)
-                for _ in range(self.attacker_steps):
-                    out = attacker(a.detach())
-                    loss_a = F.cross_entropy(out, target)
-                    opt_a.zero_grad(set_to_none=True)
-                    loss_a.backward()
-                    opt_a.step()
-                attacker.requires_grad_(False)
-                state["attacker_acc"] += float((out.argmax(1) == target).float().mean())
-                adv = F.cross_entropy(attacker(a), 1 - target)  # flipped membership labels
-                state["adv"] = float(adv.detach())
-                total = total + self.adv_weight * adv
-            if h_f is not None and h_v is not None:
-                bt = barlow_twins_loss(h_v, h_f, off_diagonal=self.bt_off_diagonal, eps=self.bt_eps)
-                state["bt"] = float(bt.detach())
-                total = total + self.bt_weight * bt
-            state["iters"] += 1
-            return self.beta * total
-
-        def loss_fn(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            step = state["step"]
-            state["step"] += 1
-            active = self.stop_iter is None or step < self.stop_iter
-            extra = unlearning_terms() if active else None
-            loss = F.cross_entropy(logits_of(net(x)), y)
-            return loss if extra is None else loss + extra
-
-        ctx.fit(model, scenario.retain, self.recipe(), loss_fn=loss_fn, lr_factor=lr_factor, desc="adversarial")
-        ctx.diagnostics["adversarial_iterations"] = float(state["iters"])
-        if state["iters"] and self.adv_weight > 0:
-            ctx.diagnostics["attacker_acc"] = state["attacker_acc"] / state["iters"]
-            ctx.diagnostics["last_adv_loss"] = state["adv"]
-        if state["iters"] and self.bt_weight > 0:
-            ctx.diagnostics["last_bt_loss"] = state["bt"]
+        game = AdversarialGame(self, model, scenario, heldout, ctx)
+        game.warm_up()
+        ctx.fit(model, scenario.retain, self.recipe(), loss_fn=game.loss, lr_factor=self.lr_factor, desc="adversarial")
+        ctx.diagnostics.update(game.diagnostics())
         return model
+
+
+class AdversarialGame:
+    """The state of one run of :class:`AdversarialUnlearning`'s game, and its per-step loss.
+
+    Built once per run (it draws the noise seed from ``ctx.generator`` and initialises the
+    attacker from the global RNG, in that order), then :meth:`warm_up` trains the attacker on
+    fixed features, and :meth:`loss` is the training loop's loss function: at each step before
+    ``stop_iter`` it plays one iteration (:meth:`unlearning_terms`) and adds it to the retain
+    cross-entropy.
+
+    Args:
+        method: The method's hyperparameters.
+        model: The defender (trained in place by the caller's loop).
+        scenario: The scenario (forget set, and the members of the warm-up).
+        heldout: The non-members (validation samples, :func:`~obliviate.metrics.attacks.heldout_split`).
+        ctx: The run's context (device, generator, sample counter, diagnostics).
+
+    Attributes:
+        step: Optimiser steps seen so far.
+        iterations: Game iterations played so far.
+        attacker_acc: Sum over iterations of the attacker's accuracy on its last step.
+        last_adv: The last flipped-label attacker loss.
+        last_bt: The last Barlow-Twins loss.
+    """
+
+    def __init__(self, method: AdversarialUnlearning, model: nn.Module, scenario: Scenario, heldout: Dataset, ctx: RunContext):
+        self.method, self.model, self.scenario, self.heldout, self.ctx = method, model, scenario, heldout, ctx
+        self.device, dev, gen = ctx.device, ctx.device, ctx.generator
+        self.num_classes = scenario.dataset.num_classes
+        self.x_f, self.y_f = _tensors(scenario.forget, dev)
+        self.x_v, self.y_v = _tensors(heldout, dev)
+        self.adapter = ModelAdapter(model)  # the head is located on the first features call (only if bt_weight > 0)
+        seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+        self.noise_gen = torch.Generator(device=dev).manual_seed(seed)
+        self.attacker = method.make_attacker(self.num_classes).to(dev)
+        self.opt_a = torch.optim.Adam(self.attacker.parameters(), lr=method.attacker_lr)
+        self.batch = max(2, method.attack_batch_size or method.batch_size)
+        self.draw_f = _attacks.BatchCycler(len(self.y_f), gen)
+        self.draw_v = _attacks.BatchCycler(len(self.y_v), gen)
+        self.target = _attacks.membership_labels(self.batch, self.batch, dev)
+        self.step, self.iterations = 0, 0
+        self.attacker_acc, self.last_adv, self.last_bt = 0.0, 0.0, 0.0
+
+    def warm_up(self) -> None:
+        """Train the attacker for ``attacker_warmup`` steps on fixed features of the unchanged model."""
+        method, ctx = self.method, self.ctx
+        if not (method.adv_weight > 0 and method.attacker_warmup > 0):
+            return
+        members = self.scenario.train if method.warmup_members == "train" else self.scenario.forget
+        common = {
+            "noise_samples": method.noise_samples,
+            "noise_std": method.noise_std,
+            "generator": self.noise_gen,
+            "batch_size": 512,
+            "device": self.device,
+        }
+        feats_m = _attacks.attack_features_of(self.model, members, self.num_classes, **common).to(self.device)
+        feats_n = _attacks.attack_features_of(self.model, self.heldout, self.num_classes, **common).to(self.device)
+        ctx.diagnostics["attacker_warmup_acc"] = _attacks.train_attacker(
+            self.attacker,
+            feats_m,
+            feats_n,
+            steps=method.attacker_warmup,
+            batch_size=64,
+            generator=ctx.generator,
+            optimizer=self.opt_a,
+        )
+
+    def outputs(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Penultimate features (only when the Barlow-Twins term needs them) and logits."""
+        return self.adapter.features_and_logits(x) if self.method.bt_weight > 0 else (None, self.adapter.logits(x))
+
+    def forwards(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """Features, logits and sensitivities of the forget or validation batch."""
+        method, m, std = self.method, self.method.noise_samples, self.method.noise_std
+        if not (method.adv_weight > 0 and m > 0):
+            h, z = self.outputs(x)
+            return h, z, torch.zeros_like(z)
+        if method.feature_mode == "eval":  # BatchNorm on running statistics: one forward for all copies
+            h, z = self.outputs(torch.cat([x, _attacks.noisy_copies(x, m, std, self.noise_gen)]))
+            z, z_noisy, h = z[: len(x)], z[len(x) :], None if h is None else h[: len(x)]
+        else:  # the code's training-mode forwards: clean and noisy batches separately
+            h, z = self.outputs(x)
+            z_noisy = self.adapter.logits(_attacks.noisy_copies(x, m, std, self.noise_gen))
+        return h, z, _attacks.logit_sensitivity(z, z_noisy, m, std)
+
+    def unlearning_terms(self) -> torch.Tensor:
+        """One game iteration: attacker steps on a forget and a validation batch, then the defender's extra loss."""
+        method, dev, b = self.method, self.device, self.batch
+        fi, vi = self.draw_f.take(b).to(dev), self.draw_v.take(b).to(dev)
+        if method.feature_mode == "eval":
+            with eval_mode(self.model):
+                (h_f, z_f, s_f), (h_v, z_v, s_v) = self.forwards(self.x_f[fi]), self.forwards(self.x_v[vi])
+        else:
+            (h_f, z_f, s_f), (h_v, z_v, s_v) = self.forwards(self.x_f[fi]), self.forwards(self.x_v[vi])
+        self.ctx.counter["samples"] += 2 * b * (1 + (method.noise_samples if method.adv_weight > 0 else 0))
+        total = torch.zeros((), device=dev)
+        if method.adv_weight > 0:
+            c = self.num_classes
+            a = torch.cat(
+                [_attacks.stack_features(z_f, self.y_f[fi], s_f, c), _attacks.stack_features(z_v, self.y_v[vi], s_v, c)]
+            )
+            self.attacker.requires_grad_(True)
+            for _ in range(method.attacker_steps):
+                out = self.attacker(a.detach())
+                loss_a = F.cross_entropy(out, self.target)
+                self.opt_a.zero_grad(set_to_none=True)
+                loss_a.backward()
+                self.opt_a.step()
+            self.attacker.requires_grad_(False)
+            self.attacker_acc += float((out.argmax(1) == self.target).float().mean())
+            adv = F.cross_entropy(self.attacker(a), 1 - self.target)  # flipped membership labels
+            self.last_adv = float(adv.detach())
+            total = total + method.adv_weight * adv
+        if h_f is not None and h_v is not None:
+            bt = barlow_twins_loss(h_v, h_f, off_diagonal=method.bt_off_diagonal, eps=method.bt_eps)
+            self.last_bt = float(bt.detach())
+            total = total + method.bt_weight * bt
+        self.iterations += 1
+        return method.beta * total
+
+    def loss(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training loop's loss on a retain batch: cross-entropy, plus the game's terms before ``stop_iter``."""
+        step = self.step
+        self.step += 1
+        active = self.method.stop_iter is None or step < self.method.stop_iter
+        extra = self.unlearning_terms() if active else None
+        loss = F.cross_entropy(logits_of(net(x)), y)
+        return loss if extra is None else loss + extra
+
+    def diagnostics(self) -> dict[str, float]:
+        """``adversarial_iterations``, and the attacker's mean accuracy and last losses when they were computed."""
+        out = {"adversarial_iterations": float(self.iterations)}
+        if self.iterations and self.method.adv_weight > 0:
+            out["attacker_acc"] = self.attacker_acc / self.iterations
+            out["last_adv_loss"] = self.last_adv
+        if self.iterations and self.method.bt_weight > 0:
+            out["last_bt_loss"] = self.last_bt
+        return out

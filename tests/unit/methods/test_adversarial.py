@@ -1,5 +1,6 @@
 """Discriminative Adversarial Unlearning (issue 5): the attacker, the game's schedule and data
 handling, the opt-in mia_adversarial metric, and one full class-wise run against the oracle.
+Issue 12: the attack machinery lives in obliviate.metrics.attacks, the game is an object.
 """
 
 import numpy as np
@@ -9,15 +10,9 @@ from torch import nn
 
 import obliviate as ob
 from obliviate.errors import InvalidConfigError, MissingDataError
-from obliviate.methods.adversarial import (
-    AdversarialUnlearning,
-    Attacker,
-    _Cycler,
-    barlow_twins_loss,
-    heldout_split,
-    membership_attack_accuracy,
-    train_attacker,
-)
+from obliviate.methods.adversarial import AdversarialUnlearning, barlow_twins_loss
+from obliviate.metrics.attacks import Attacker, BatchCycler, attack_heldout_split, heldout_split, train_attacker
+from obliviate.metrics.attacks.membership import membership_attack_accuracy
 from obliviate.metrics.functional import mia_adversarial
 from obliviate.training import TrainConfig, accuracy, fit
 
@@ -117,7 +112,7 @@ def test_the_attacker_separates_an_easy_member_set():
 
 
 def test_cycler_gives_equal_batches_from_a_set_smaller_than_the_batch():
-    draw = _Cycler(5, torch.Generator().manual_seed(0))
+    draw = BatchCycler(5, torch.Generator().manual_seed(0))
     first = draw.take(12)
     assert len(first) == 12
     assert sorted(first[:5].tolist()) == list(range(5)) and sorted(first[5:10].tolist()) == list(range(5))
@@ -174,7 +169,7 @@ def test_heldout_split_keeps_the_forgotten_class_or_everything(class3, digits):
 
 def test_mia_adversarial_scores_against_test_samples_no_method_saw(trained_cnn, class3, digits, monkeypatch):
     """The non-members are test-split samples only: never the validation split the defender trains on."""
-    import obliviate.methods.adversarial as adv
+    import obliviate.metrics.attacks.membership as adv
 
     seen: list = []
     real = adv.attack_features_of
@@ -192,9 +187,9 @@ def test_mia_adversarial_scores_against_test_samples_no_method_saw(trained_cnn, 
         assert isinstance(nonmembers, ob.data.Subset) and nonmembers.dataset is digits.test
         assert np.isin(nonmembers.indices, sc.test_idx).all()
     # class-wise: exactly the forgotten class's test samples; random: the test samples of D_f's classes
-    held = adv.attack_heldout_split(class3)
+    held = attack_heldout_split(class3)
     assert set(held.targets.tolist()) == {3} and len(held) == len(class3.test_forget)
-    assert len(adv.attack_heldout_split(rnd)) == len(rnd.test)
+    assert len(attack_heldout_split(rnd)) == len(rnd.test)
 
 
 def test_a_class_without_held_out_samples_is_a_clear_error(class3, trained_cnn):
@@ -312,3 +307,201 @@ def test_classwise_run_matches_the_oracle(trained_cnn, class3):
     assert abs(ev["mia_efficacy"] - ev_oracle["mia_efficacy"]) <= 0.10, (ev.metrics, ev_oracle.metrics)
     assert ev["retain_acc"] >= original_retain - 0.05, (ev.metrics, original_retain)
     assert out.diagnostics["adversarial_iterations"] == 5
+
+
+# --------------------------------------------------------------------------- issue 12: layout and the game object
+_MOVED = {
+    "Attacker": "obliviate.metrics.attacks",
+    "attack_features": "obliviate.metrics.attacks",
+    "attack_features_of": "obliviate.metrics.attacks",
+    "train_attacker": "obliviate.metrics.attacks",
+    "heldout_split": "obliviate.metrics.attacks",
+    "attack_heldout_split": "obliviate.metrics.attacks",
+    "membership_attack_accuracy": "obliviate.metrics.attacks.membership",
+}
+
+
+@pytest.mark.parametrize("name", sorted(_MOVED))
+def test_old_import_paths_resolve_with_a_deprecation_warning(name):
+    import importlib
+
+    import obliviate.methods.adversarial as old
+
+    new = getattr(importlib.import_module(_MOVED[name]), name)
+    with pytest.warns(DeprecationWarning, match=f"moved to {_MOVED[name]}.{name}"):
+        assert getattr(old, name) is new
+    with pytest.raises(AttributeError):
+        old.no_such_name  # noqa: B018
+
+
+def test_the_attack_machinery_imports_nothing_from_methods():
+    """The cycle of issue 12: metrics/functional/adversarial imported methods/adversarial, which imports it back."""
+    import ast
+    from pathlib import Path
+
+    import obliviate
+
+    root = Path(obliviate.__file__).parent
+    files = [*sorted((root / "metrics" / "attacks").glob("*.py")), root / "metrics" / "functional" / "adversarial.py"]
+    assert len(files) >= 4
+    for path in files:
+        package = ["obliviate", *path.relative_to(root).parent.parts]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package[: len(package) - node.level + 1] if node.level else []
+                target = ".".join([*base, *(node.module or "").split(".")])
+                names = [target + "." + a.name for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            assert not any(n.startswith("obliviate.methods") for n in names), (path.name, names)
+
+
+def test_attack_heldout_is_a_cached_view_that_changes_no_split(digits):
+    coarse = ob.load_dataset("digits_coarse")
+    scenarios = [
+        ob.Scenario.classwise(digits, forget_class=3, seed=0),
+        ob.Scenario.random(digits, fraction=0.1, seed=0),
+        ob.Scenario.subclass(coarse, fine_class=3, seed=0),
+    ]
+    for sc in scenarios:
+        before = (sc.hash, sc.train_idx.copy(), sc.train.indices.copy(), sc.val_idx.copy(), sc.sizes(), sc.to_json())
+        held = sc.attack_heldout
+        assert held is sc.attack_heldout and attack_heldout_split(sc) is held  # one cached view
+        assert held.dataset is sc.dataset.test and np.isin(held.indices, sc.test_idx).all() and len(held) > 0
+        after = (sc.hash, sc.train_idx, sc.train.indices, sc.val_idx, sc.sizes(), sc.to_json())
+        assert before[0] == after[0] and before[4] == after[4] and before[5] == after[5]
+        for a, b in zip(before[1:4], after[1:4], strict=True):
+            np.testing.assert_array_equal(a, b)
+    # the held-out labels are those of D_f: the forgotten class, or every class of a random D_f
+    assert set(scenarios[0].attack_heldout.targets.tolist()) == {3}
+    fine = np.asarray(coarse.test_fine)[scenarios[2].attack_heldout.indices]
+    assert set(fine.tolist()) == {3}
+
+
+class _ClosureLoop(AdversarialUnlearning):
+    """The game loop as it was before issue 12 (closures over a mutable dict), to pin the object's behaviour."""
+
+    def _unlearn(self, model, scenario, ctx):
+        import torch.nn.functional as F
+
+        from obliviate._utils import eval_mode
+        from obliviate.methods.adversarial import _tensors
+        from obliviate.metrics.attacks import attack_features_of, logit_sensitivity, membership_labels, noisy_copies
+        from obliviate.metrics.attacks import stack_features as _features
+        from obliviate.models.adapter import ModelAdapter, logits_of
+
+        dev, gen = ctx.device, ctx.generator
+        num_classes = scenario.dataset.num_classes
+        heldout = heldout_split(scenario, restrict=self.val_set == "forget_class")
+
+        def lr_factor(step):
+            if self.stop_iter is not None and self.stop_lr is not None and step >= self.stop_iter:
+                return self.stop_lr / self.lr
+            return 1.0
+
+        x_f, y_f = _tensors(scenario.forget, dev)
+        x_v, y_v = _tensors(heldout, dev)
+        adapter = ModelAdapter(model)
+        seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+        noise_gen = torch.Generator(device=dev).manual_seed(seed)
+        attacker = self.make_attacker(num_classes).to(dev)
+        opt_a = torch.optim.Adam(attacker.parameters(), lr=self.attacker_lr)
+        m, std = self.noise_samples, self.noise_std
+        if self.adv_weight > 0 and self.attacker_warmup > 0:
+            members = scenario.train if self.warmup_members == "train" else scenario.forget
+            common = {"noise_samples": m, "noise_std": std, "generator": noise_gen, "batch_size": 512, "device": dev}
+            feats_m = attack_features_of(model, members, num_classes, **common).to(dev)
+            feats_n = attack_features_of(model, heldout, num_classes, **common).to(dev)
+            ctx.diagnostics["attacker_warmup_acc"] = train_attacker(
+                attacker, feats_m, feats_n, steps=self.attacker_warmup, batch_size=64, generator=gen, optimizer=opt_a
+            )
+        b = max(2, self.attack_batch_size or self.batch_size)
+        draw_f, draw_v = BatchCycler(len(y_f), gen), BatchCycler(len(y_v), gen)
+        target = membership_labels(b, b, dev)
+        state = {"step": 0, "attacker_acc": 0.0, "bt": 0.0, "adv": 0.0, "iters": 0}
+
+        def outputs(x):
+            return adapter.features_and_logits(x) if self.bt_weight > 0 else (None, adapter.logits(x))
+
+        def forwards(x):
+            if not (self.adv_weight > 0 and m > 0):
+                h, z = outputs(x)
+                return h, z, torch.zeros_like(z)
+            if self.feature_mode == "eval":
+                h, z = outputs(torch.cat([x, noisy_copies(x, m, std, noise_gen)]))
+                z, z_noisy, h = z[: len(x)], z[len(x) :], None if h is None else h[: len(x)]
+            else:
+                h, z = outputs(x)
+                z_noisy = adapter.logits(noisy_copies(x, m, std, noise_gen))
+            return h, z, logit_sensitivity(z, z_noisy, m, std)
+
+        def unlearning_terms():
+            fi, vi = draw_f.take(b).to(dev), draw_v.take(b).to(dev)
+            if self.feature_mode == "eval":
+                with eval_mode(model):
+                    (h_f, z_f, s_f), (h_v, z_v, s_v) = forwards(x_f[fi]), forwards(x_v[vi])
+            else:
+                (h_f, z_f, s_f), (h_v, z_v, s_v) = forwards(x_f[fi]), forwards(x_v[vi])
+            ctx.counter["samples"] += 2 * b * (1 + (m if self.adv_weight > 0 else 0))
+            total = torch.zeros((), device=dev)
+            if self.adv_weight > 0:
+                a = torch.cat([_features(z_f, y_f[fi], s_f, num_classes), _features(z_v, y_v[vi], s_v, num_classes)])
+                attacker.requires_grad_(True)
+                for _ in range(self.attacker_steps):
+                    out = attacker(a.detach())
+                    loss_a = F.cross_entropy(out, target)
+                    opt_a.zero_grad(set_to_none=True)
+                    loss_a.backward()
+                    opt_a.step()
+                attacker.requires_grad_(False)
+                state["attacker_acc"] += float((out.argmax(1) == target).float().mean())
+                adv = F.cross_entropy(attacker(a), 1 - target)
+                state["adv"] = float(adv.detach())
+                total = total + self.adv_weight * adv
+            if h_f is not None and h_v is not None:
+                bt = barlow_twins_loss(h_v, h_f, off_diagonal=self.bt_off_diagonal, eps=self.bt_eps)
+                state["bt"] = float(bt.detach())
+                total = total + self.bt_weight * bt
+            state["iters"] += 1
+            return self.beta * total
+
+        def loss_fn(net, x, y):
+            step = state["step"]
+            state["step"] += 1
+            active = self.stop_iter is None or step < self.stop_iter
+            extra = unlearning_terms() if active else None
+            loss = F.cross_entropy(logits_of(net(x)), y)
+            return loss if extra is None else loss + extra
+
+        ctx.fit(model, scenario.retain, self.recipe(), loss_fn=loss_fn, lr_factor=lr_factor, desc="adversarial")
+        ctx.diagnostics["adversarial_iterations"] = float(state["iters"])
+        if state["iters"] and self.adv_weight > 0:
+            ctx.diagnostics["attacker_acc"] = state["attacker_acc"] / state["iters"]
+            ctx.diagnostics["last_adv_loss"] = state["adv"]
+        if state["iters"] and self.bt_weight > 0:
+            ctx.diagnostics["last_bt_loss"] = state["bt"]
+        return model
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        dict(stop_iter=4, attacker_warmup=5),
+        dict(stop_iter=3, feature_mode="train", stop_lr=0.05, attacker_steps=2),
+        dict(stop_iter=3, bt_weight=0.0, attacker_warmup=3, warmup_members="forget", val_set="all"),
+        dict(stop_iter=2, adv_weight=0.0),
+    ],
+    ids=["eval-warmup", "train-mode", "no-bt", "no-adv"],
+)
+def test_the_game_object_is_bit_identical_to_the_closure_loop(trained_cnn, class3, extra):
+    kw = dict(TINY, **extra)
+    new = ob.unlearn(trained_cnn, class3, AdversarialUnlearning(**kw), device="cpu", seed=5)
+    old = ob.unlearn(trained_cnn, class3, _ClosureLoop(**kw), device="cpu", seed=5)
+    assert _equal(new.model, old.model)
+    assert set(new.diagnostics) == set(old.diagnostics)
+    for key, value in old.diagnostics.items():
+        if "seconds" not in key and "time" not in key:
+            assert new.diagnostics[key] == value, key
+    assert new.diagnostics["adversarial_iterations"] == kw["stop_iter"]

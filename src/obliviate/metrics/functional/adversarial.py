@@ -1,6 +1,6 @@
 """The learned membership attack of Discriminative Adversarial Unlearning, as an evaluation.
 
-:func:`mia_adversarial` trains a fresh attacker (:class:`obliviate.methods.adversarial.Attacker`)
+:func:`mia_adversarial` trains a fresh attacker (:class:`obliviate.metrics.attacks.Attacker`)
 on attack features ``[logits ‖ one-hot label ‖ sensitivity]`` of forget samples (members)
 against held-out samples of the same distribution (non-members), and reports its accuracy on a
 held-out part of both sets: 0.5 means the forget set looks unseen, 1.0 that it is fully
@@ -16,6 +16,7 @@ import torch
 
 from ..._utils import seeded
 from ...errors import InvalidConfigError, MissingDataError
+from ..attacks.attacker import Attacker, train_attacker
 from ._common import as_array
 from .mia import balanced_subsample
 
@@ -53,7 +54,7 @@ def mia_adversarial(
 
     The two sets are balanced by subsampling the larger one (seeded); a ``test_fraction`` of
     each is held out for scoring; an attacker is trained on the rest for ``steps`` Adam steps
-    on balanced mini-batches (:func:`obliviate.methods.adversarial.train_attacker`), then
+    on balanced mini-batches (:func:`obliviate.metrics.attacks.train_attacker`), then
     scored in eval mode on the held-out part. Initialisation, dropout and batch draws all
     come from ``seed``, so the value is reproducible on the CPU.
 
@@ -65,7 +66,7 @@ def mia_adversarial(
         steps: Training steps. Default 100.
         batch_size: Samples per side and step. Default 64.
         lr: Adam learning rate. Default 1e-3.
-        attacker: Size of the :class:`~obliviate.methods.adversarial.Attacker` (keyword
+        attacker: Size of the :class:`~obliviate.metrics.attacks.Attacker` (keyword
             arguments); default :data:`METRIC_ATTACKER`.
 
     Returns:
@@ -75,8 +76,6 @@ def mia_adversarial(
         MissingDataError: fewer than 2 samples on the smaller side.
         InvalidConfigError: malformed features or arguments.
     """
-    from ...methods.adversarial import Attacker, train_attacker
-
     m, n = _features(members, "members"), _features(nonmembers, "nonmembers")
     if m.shape[1] != n.shape[1]:
         raise InvalidConfigError(f"Members have {m.shape[1]} attack features, non-members {n.shape[1]}; they must match.")
