@@ -1,11 +1,12 @@
 import json
 import pickle
+import warnings
 
 import pytest
 import torch
 
 import obliviate as ob
-from obliviate.errors import IncompatibleModelError, InvalidConfigError
+from obliviate.errors import IncompatibleModelError, InvalidConfigError, UncheckedTrainingSetWarning
 from obliviate.io import load_masks, load_state_dict, load_weights, read_json, save_masks, save_model, write_json
 
 
@@ -70,3 +71,101 @@ def test_json_writes_nan_as_null_and_reads_errors_clearly(tmp_path):
         read_json(tmp_path / "bad.json")
     with pytest.raises(InvalidConfigError, match="does not exist"):
         read_json(tmp_path / "missing.json")
+
+
+# ---------------------------------------------------------------- run directories as library objects (issue 12, item 4)
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory, digits):
+    """A run directory written through the library alone (no CLI): an MLP trained on a non-default val split."""
+    from obliviate.runs import RunDir, make_origin
+
+    sc = ob.Scenario.classwise(digits, forget_class=3, seed=0, val_seed=1)
+    base = ob.train(ob.build_model("mlp", digits, seed=2), sc.train, epochs=1, lr=0.05, seed=0, device="cpu", progress=False)
+    path = tmp_path_factory.mktemp("runs") / "mlp"
+    origin = make_origin(digits, "mlp", seed=2, val_fraction=0.1, val_seed=1, recipe=base.config.to_dict())
+    masks = {"head.weight": torch.ones_like(dict(base.model.named_parameters())["head.weight"], dtype=torch.bool)}
+    run = RunDir.create(path)
+    run.save(base.model, {"kind": "train", "seed": 0, "origin": origin, "train_set": base.training_set.to_json()}, masks=masks)
+    return path, base, masks
+
+
+def test_run_dir_round_trips_model_origin_training_set_and_masks(saved_run, digits):
+    from obliviate.runs import RunDir, load_run
+
+    path, base, masks = saved_run
+    run = RunDir(path)
+    assert run.origin["model"] == {"name": "mlp", "options": {}, "seed": 2} and run.origin["val_seed"] == 1
+    assert run.recipe == base.config.to_dict()
+    model = run.load_model()
+    assert not model.training
+    for (k, a), (_, b) in zip(model.state_dict().items(), base.model.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    assert run.training_set == base.training_set
+    assert run.dataset().name == "digits"
+    loaded = run.masks(model)
+    assert loaded is not None and set(loaded) == set(masks) and torch.equal(loaded["head.weight"], masks["head.weight"])
+    # the older entry point is the same object's view
+    assert load_run(path).training_set == run.training_set
+
+
+def test_run_dir_builds_scenarios_over_its_own_validation_split_and_feeds_unlearn(saved_run):
+    from obliviate.errors import MissingDataError
+    from obliviate.runs import RunDir
+
+    path, base, _ = saved_run
+    run = RunDir(path)
+    assert not run.has_scenario and not run.has_recording
+    with pytest.raises(MissingDataError):
+        run.scenario()
+    with pytest.raises(MissingDataError):
+        run.recording()
+    sc = run.make_scenario("random:0.1", seed=4)
+    assert sc.val_seed == 1 and sc.training_set == run.training_set and sc.seed == 4
+    # ob.unlearn accepts the RunDir itself and checks its training set (no warning, no mismatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UncheckedTrainingSetWarning)
+        out = ob.unlearn(run, sc, "finetune", epochs=1, lr=0.01, seed=0, device="cpu", progress=False)
+    assert out.training_set == sc.retain_set
+
+
+def test_run_dir_refuses_to_overwrite_a_run(saved_run, tmp_path):
+    from obliviate.runs import RunDir
+
+    path, _, _ = saved_run
+    with pytest.raises(InvalidConfigError, match="already holds a run; choose another directory"):
+        RunDir.create(path)
+    with pytest.raises(InvalidConfigError, match="already holds a run; choose another --out"):
+        RunDir.check_new(path, flag="--out")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InvalidConfigError, match="is a file, not a directory"):
+        RunDir.create(tmp_path / "file")
+    with pytest.raises(InvalidConfigError, match="not a run directory"):
+        _ = RunDir(tmp_path).record
+
+
+def test_retrain_inherits_the_original_recipe_in_the_library(saved_run):
+    from obliviate.runs import RunDir
+
+    run = RunDir(saved_run[0])
+    recipe = run.recipe
+    assert run.method_params("retrain", {}) == recipe
+    assert run.method_params("retrain", {"epochs": 3}) == {**recipe, "epochs": 3}
+    assert run.method_params("retrain", {"epochs": 3}, preset="fast") == {"epochs": 3}  # a preset replaces the recipe
+    assert run.method_params("finetune", {"lr": 0.1}) == {"lr": 0.1}
+
+
+def test_default_recipe_is_the_demo_recipe_on_digits_and_train_config_elsewhere(digits):
+    import numpy as np
+
+    from obliviate.demo import DEMO_RECIPE
+    from obliviate.runs import default_recipe
+    from obliviate.training import TrainConfig
+
+    assert default_recipe(digits) == DEMO_RECIPE
+    rng = np.random.default_rng(0)
+    other = ob.data.from_arrays(
+        rng.normal(size=(20, 4)).astype("float32"), np.arange(20) % 2, rng.normal(size=(6, 4)).astype("float32"), np.arange(6) % 2
+    )
+    assert default_recipe(other) == TrainConfig(augment=other.augment).to_dict()
