@@ -1,7 +1,7 @@
 """``obliviate certified fit|remove|status``: the command-line layer over :mod:`obliviate.certified.run`.
 
-The argument parser lives in :mod:`obliviate.cli` (kept import-light); this module only turns
-parsed arguments into calls and prints the result.
+Linear models with certified removal, a removal budget and a deletion ledger. This module only
+builds the parser and turns parsed arguments into calls; the logic lives in :mod:`obliviate.certified`.
 """
 
 from __future__ import annotations
@@ -12,12 +12,43 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidConfigError
+from ._common import Parser, console, parse_sets
 
 
-def _console() -> Any:
-    from .._utils import console
-
-    return console()
+def add_parser(sub: Any) -> None:
+    """Register the ``certified`` command and its actions."""
+    c = sub.add_parser("certified", help="linear models with certified removal, a removal budget and a deletion ledger")
+    csub = c.add_subparsers(dest="certified_command", metavar="ACTION", parser_class=Parser)
+    csub.required = True
+    cf = csub.add_parser("fit", help="train a certified-removal model and create its run directory and ledger")
+    cf.add_argument("--dataset", default="digits", help="registered dataset (default: digits)")
+    cf.add_argument("--root", default=None, help="directory of the torchvision dataset files")
+    cf.add_argument("--classes", default=None, help="train on these classes only, e.g. 3,8 (default: all)")
+    cf.add_argument("--features", default="raw", help="raw (default), dp (a DP-SGD extractor) or run:RUN_DIR (a trained model)")
+    cf.add_argument("--estimator", choices=["logistic", "ridge"], default="logistic")
+    cf.add_argument("--lam", type=float, default=None, help="L2 regularisation per sample (default: planned for --removals)")
+    cf.add_argument("--sigma", type=float, default=None, help="std of the secret noise b (default: planned for --removals)")
+    cf.add_argument(
+        "--removals", type=int, default=None, help="removals the budget should hold; plans lam and sigma (default 10)"
+    )
+    cf.add_argument("--epsilon", type=float, default=None, help="target epsilon (default 1)")
+    cf.add_argument("--delta", type=float, default=None, help="target delta (default 1e-4)")
+    cf.add_argument("--mode", choices=["auto", "binary", "ovr"], default=None)
+    cf.add_argument("--subsample", type=float, default=None, help="one-vs-rest negative sampling rate (default 1)")
+    cf.add_argument("--no-auto-retrain", action="store_true", help="refuse (exit 1) instead of retraining when over budget")
+    cf.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other estimator parameter, e.g. cg_tol=0.01")
+    cf.add_argument("--dp-set", action="append", metavar="KEY=VALUE", help="DP-SGD setting for --features dp, e.g. epochs=5")
+    cf.add_argument("--seed", type=int, default=None, help="seed of the noise b (default: secret, from the OS)")
+    cf.add_argument("--out", required=True, help="run directory to create")
+    cr = csub.add_parser("remove", help="remove training samples (train-split ids) and record the request")
+    cr.add_argument("run_dir", help="certified run directory")
+    cr.add_argument("--ids", action="append", help="comma-separated train-split sample ids")
+    cr.add_argument("--ids-file", default=None, help="file of sample ids (commas or one per line)")
+    cr.add_argument("--request-id", default=None, help="id of the request (default: generated)")
+    cr.add_argument("--reason", default=None, help="free text recorded with the request")
+    cs = csub.add_parser("status", help="certificate, budget, requests and consistency of a certified run")
+    cs.add_argument("run_dir", help="certified run directory")
+    cs.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _classes(text: str | None) -> list[int] | None:
@@ -64,15 +95,14 @@ def _print_status(status: dict[str, Any], title: str) -> None:
             f"{value:.6g}" if isinstance(value, float) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
         )
         table.add_row(key, text)
-    _console().print(table)
+    console().print(table)
 
 
 def fit(args: argparse.Namespace) -> int:
-    from ..cli import _parse_sets
+    from ..certified.run import fit_run
     from ..runs import load_run
-    from .run import fit_run
 
-    params = _parse_sets(args.set)
+    params = parse_sets(args.set)
     for flag, key in (
         (args.lam, "lam"),
         (args.sigma, "sigma"),
@@ -92,7 +122,7 @@ def fit(args: argparse.Namespace) -> int:
         feature_model = (trained.record["origin"]["model"], trained.model)
         features = "model"
     elif features == "dp":
-        dp = _parse_sets(args.dp_set, "--dp-set")
+        dp = parse_sets(args.dp_set, "--dp-set")
     elif features != "raw":
         raise InvalidConfigError(f"--features must be raw, dp or run:RUN_DIR; got {args.features!r}.")
     run = fit_run(
@@ -113,7 +143,7 @@ def fit(args: argparse.Namespace) -> int:
 
 
 def remove(args: argparse.Namespace) -> int:
-    from .run import CertifiedRun
+    from ..certified.run import CertifiedRun
 
     ids = _ids(args)
     run = CertifiedRun.open(args.run_dir)
@@ -130,7 +160,7 @@ def remove(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    from .run import CertifiedRun
+    from ..certified.run import CertifiedRun
 
     run = CertifiedRun.open(args.run_dir)
     st = run.status()
@@ -141,6 +171,6 @@ def status(args: argparse.Namespace) -> int:
     return 0 if st["ledger_consistent"] else 1
 
 
-def certified_command(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Dispatch ``obliviate certified ACTION``."""
     return {"fit": fit, "remove": remove, "status": status}[args.certified_command](args)

@@ -1,0 +1,80 @@
+"""Helpers shared by the command modules: the one-line-error parser, ``key=value`` options, printing.
+
+Import-light on purpose (argparse and json only): ``obliviate --help`` builds every command's parser
+without importing torch; each command imports the library inside its ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from ..errors import InvalidConfigError
+
+__all__ = ["Parser", "csv", "parse_sets", "console", "print_metrics"]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"obliviate: error: {message} (see '{self.prog} --help')\n")
+
+
+def csv(text: str) -> list[str]:
+    """Comma-separated words, blanks dropped."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def parse_sets(items: Sequence[str] | None, flag: str = "--set") -> dict[str, Any]:
+    """``key=value`` pairs; values are read as JSON when they parse (numbers, lists, true, null).
+
+    Raises:
+        InvalidConfigError: an item has no ``=`` or no key.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise InvalidConfigError(f"{flag} expects key=value; got {item!r}.")
+        lowered = raw.strip().lower()
+        if lowered in ("none", "null"):
+            value: Any = None
+        elif lowered in ("true", "false"):
+            value = lowered == "true"
+        else:
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw
+        out[key.strip()] = value
+    return out
+
+
+def console() -> Any:
+    """The shared rich console."""
+    from .._utils import console as _console
+
+    return _console()
+
+
+def print_metrics(metrics: dict[str, Any], title: str) -> None:
+    """A two-column table of metric values; fractions (and ``*_acc``) as percentages."""
+    from rich.table import Table
+
+    from ..metrics import METRICS
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        if value is None:
+            text = "-"
+        elif (name in METRICS and METRICS.get(name).fraction) or name.endswith("_acc"):
+            text = f"{100 * value:.2f} %"
+        else:
+            text = f"{value:.4g}"
+        table.add_row(name, text)
+    console().print(table)

@@ -1,0 +1,73 @@
+"""``obliviate unlearn``: unlearn a scenario from a trained run, into a new run directory."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ._common import parse_sets, print_metrics
+
+
+def add_parser(sub: Any) -> None:
+    """Register the ``unlearn`` command."""
+    u = sub.add_parser("unlearn", help="unlearn a scenario from a trained run")
+    u.add_argument("run_dir", help="run directory of the trained model")
+    u.add_argument("--scenario", required=True, help="class:C, class:C:n=K, random:F, random:n=K or subclass:NAME")
+    u.add_argument("--method", required=True, help="registered method name")
+    u.add_argument("--preset", default=None, help="start from a named preset of the method")
+    u.add_argument("--set", action="append", metavar="KEY=VALUE", help="method hyperparameter, e.g. alpha=5")
+    u.add_argument("--seed", type=int, default=0, help="seed of the method and of the forget draw")
+    u.add_argument("--device", default="auto")
+    u.add_argument("--out", required=True, help="run directory to create")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Unlearn, evaluate, and write the new run directory (model, masks, scenario, run record)."""
+    from ..errors import MissingDataError
+    from ..evaluation import evaluate
+    from ..methods import make_method
+    from ..report import run_record
+    from ..runs import RunDir
+
+    source = RunDir(args.run_dir)
+    run_ = source.load()
+    ds = run_.dataset
+    sc = source.make_scenario(args.scenario, seed=args.seed)
+    hyper = source.method_params(args.method, parse_sets(args.set), preset=args.preset)  # retrain: the original recipe
+    method = make_method(args.method, preset=args.preset, **hyper)  # validates before anything is written
+    RunDir.check_new(args.out, flag="--out")
+    recording = None
+    if getattr(type(method), "needs_recording", False):
+        if not source.has_recording:
+            raise MissingDataError(
+                f"{args.method} needs the training recording, but {args.run_dir!r} has none: "
+                "train with 'obliviate train ... --record' (amnesiac: --record-updates)."
+            )
+        recording = source.recording()
+    masks = source.masks(run_.model)  # a pruned model's masks.safetensors, kept in every method
+    result = method.unlearn(run_, sc, seed=args.seed, device=args.device, recording=recording, masks=masks)
+    out = RunDir.create(args.out, flag="--out")
+    ev = evaluate(result, sc)
+    out.save(
+        result.model,
+        run_record(
+            scenario=sc.summary(),
+            method=args.method,
+            params=result.config,
+            seed=args.seed,
+            metrics=ev.to_dict(),
+            seconds=result.seconds,
+            diagnostics=result.diagnostics,
+            kind="unlearn",
+            preset=args.preset,
+            origin=source.origin,
+            parent=str(Path(args.run_dir)),
+            train_set=sc.retain_set.to_json(),
+        ),
+        scenario=sc,
+        masks=masks,
+        metadata={"dataset": ds.name, "method": args.method},
+    )
+    print_metrics(ev.to_dict(), f"{args.method} on {sc.name} in {result.seconds:.2f} s -> {out.path}")
+    return 0
