@@ -3,6 +3,7 @@
 from .accuracy import accuracy
 from .adversarial import mia_adversarial
 from .divergence import activation_distance, js_divergence, kl_divergence, weight_distance
+from .gap import GAP_METRICS, avg_gap
 from .mia import FEATURES, balanced_subsample, member_score, mia_auc, mia_efficacy, mia_entropy_lr, mia_feature
 from .privacy_risk import legacy_modified_entropy, privacy_risk_score, risk_calibration
 from .unrolling import unlearning_error
@@ -10,8 +11,10 @@ from .zrf import zrf
 
 __all__ = [
     "FEATURES",
+    "GAP_METRICS",
     "accuracy",
     "activation_distance",
+    "avg_gap",
     "balanced_subsample",
     "js_divergence",
     "kl_divergence",

@@ -1,0 +1,5 @@
+"""The metrics obliviate ships, one module per family; importing this package registers them."""
+
+from . import accuracy, adversarial, mia, oracle, privacy_risk, unrolling, zrf
+
+__all__ = ["accuracy", "adversarial", "mia", "oracle", "privacy_risk", "unrolling", "zrf"]
