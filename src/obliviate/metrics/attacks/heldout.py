@@ -35,7 +35,11 @@ def _forget_groups(scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
 
 
 def heldout_split(scenario: Scenario, *, restrict: bool = True, include_test: bool = False) -> Dataset:
-    """Held-out samples from the forget set's distribution (the attacker's non-members).
+    """Held-out samples from the forget set's distribution: the non-members of the ``adversarial`` game.
+
+    Validation samples (the defender may read the validation split; the ``mia_adversarial``
+    metric scores against :func:`attack_heldout_split`, test samples, instead). A view over
+    ``val_idx`` (and ``test_idx`` with ``include_test``); no split of the scenario changes.
 
     Args:
         scenario: The scenario.
