@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import platform
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -156,3 +157,24 @@ def versions() -> dict[str, str]:
     from ._version import __version__
 
     return {"obliviate": __version__, "torch": torch.__version__, "python": platform.python_version(), "numpy": np.__version__}
+
+
+def moved_names(old: str, moved: dict[str, Any]) -> Any:
+    """A module-level ``__getattr__`` for names that moved out of module ``old``.
+
+    ``moved`` maps each old name to the module object now holding it; reading ``old.name``
+    returns that module's attribute with a :class:`DeprecationWarning` naming the new place.
+
+    Example:
+        >>> from obliviate import hessian
+        >>> __getattr__ = moved_names("obliviate.metrics.hessian", {"top_eigenvalue": hessian})
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name not in moved:
+            raise AttributeError(f"module {old!r} has no attribute {name!r}")
+        module = moved[name]
+        warnings.warn(f"{old}.{name} moved to {module.__name__}.{name}; import it from there.", DeprecationWarning, stacklevel=2)
+        return getattr(module, name)
+
+    return __getattr__

@@ -47,50 +47,21 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
-from torch.utils.data import Subset as _TorchSubset
 
 from ._utils import resolve_device, seeded
-from .data.base import Subset, iterate_batches, targets_of
+from .data.base import Subset, iterate_batches, subset_root, targets_of
 from .data.scenario import Scenario
 from .errors import IncompatibleModelError, InvalidConfigError, MissingDataError, ReproducibilityWarning
 from .io import load_state_dict, read_json, write_json
-from .training import StepHook, TrainConfig, fit, register_recorder
+from .training import StepHook, TrainConfig, fit, logit_loss, register_recorder
 
 __all__ = ["Recording", "Recorder", "replay", "naive_retrain", "logit_loss", "RECORDING_FILE", "RECORDING_META"]
 
 RECORDING_FILE = "recording.safetensors"
 RECORDING_META = "recording.json"
 _SCHEMA = "obliviate.recording/1"
-
-
-def logit_loss(label_smoothing: float = 0.0, std_reg: float = 0.0, reduction: str = "mean") -> Any:
-    """The training loss of :class:`~obliviate.training.TrainConfig` as a function of logits.
-
-    ``loss(logits, y)``: cross-entropy with label smoothing plus ``std_reg`` times the
-    standard-deviation penalty (each sample's unbiased logit std divided by the number of
-    classes). ``reduction="none"`` gives the per-sample terms, whose mean is the batch loss.
-    """
-
-    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        per = F.cross_entropy(logits, y, label_smoothing=label_smoothing, reduction="none")
-        if std_reg > 0:
-            per = per + std_reg * logits.std(dim=1) / logits.shape[1]
-        return per if reduction == "none" else per.mean()
-
-    return loss
-
-
-def _root(dataset: Dataset) -> tuple[Dataset, np.ndarray]:
-    """The dataset under any stack of ``Subset`` views, and the root index of each position."""
-    ids = np.arange(len(dataset), dtype=np.int64)  # type: ignore[arg-type]
-    d = dataset
-    while isinstance(d, _TorchSubset):
-        ids = np.asarray(d.indices, dtype=np.int64)[ids]
-        d = d.dataset
-    return d, ids
 
 
 def _trainable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -512,7 +483,7 @@ class Recorder(StepHook):
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(dataset)  # type: ignore[arg-type]
         if self._ids is None:
-            _, self._ids = _root(dataset)
+            _, self._ids = subset_root(dataset)
             self._labels = targets_of(dataset)
             self._batch_size = batch_size
             if self._wanted_ids is not None:

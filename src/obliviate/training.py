@@ -46,6 +46,8 @@ __all__ = [
     "predict",
     "accuracy",
     "cross_entropy_loss",
+    "logit_loss",
+    "lr_factor",
     "training_set_of",
     "register_recorder",
 ]
@@ -157,17 +159,37 @@ def training_set_of(data: Dataset) -> TrainingSet | None:
     return None
 
 
-def cross_entropy_loss(label_smoothing: float = 0.0, std_reg: float = 0.0) -> LossFn:
-    """The standard classification loss ``CE(model(x), y)``, plus ``std_reg`` times the
-    standard-deviation penalty of :class:`TrainConfig` when it is positive.
-    """
+def logit_loss(label_smoothing: float = 0.0, std_reg: float = 0.0, reduction: str = "mean") -> Callable[..., torch.Tensor]:
+    """The training loss of :class:`TrainConfig` as a function of logits: ``loss(logits, y)``.
 
-    def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        logits = logits_of(model(x))
+    Cross-entropy with label smoothing plus ``std_reg`` times the standard-deviation penalty
+    (each sample's unbiased logit std divided by the number of classes). ``reduction="none"``
+    gives the per-sample terms, whose mean is the batch loss (up to rounding).
+    """
+    if reduction not in ("mean", "none"):
+        raise InvalidConfigError(f"The 'reduction' argument of logit_loss must be 'mean' or 'none'; got {reduction!r}.")
+
+    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if reduction == "none":
+            per = F.cross_entropy(logits, y, label_smoothing=label_smoothing, reduction="none")
+            return per + std_reg * logits.std(dim=1) / logits.shape[1] if std_reg > 0 else per
         value = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
         if std_reg > 0:
             value = value + std_reg * logits.std(dim=1).mean() / logits.shape[1]
         return value
+
+    return loss
+
+
+def cross_entropy_loss(label_smoothing: float = 0.0, std_reg: float = 0.0) -> LossFn:
+    """The standard classification loss ``CE(model(x), y)``, plus ``std_reg`` times the
+    standard-deviation penalty of :class:`TrainConfig` when it is positive: :func:`logit_loss`
+    of the model's logits.
+    """
+    on_logits = logit_loss(label_smoothing, std_reg)
+
+    def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return on_logits(logits_of(model(x)), y)
 
     return loss
 
@@ -276,7 +298,12 @@ def make_optimizer(
     return opt
 
 
-def _lr_factor(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+def lr_factor(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    """The recipe's learning-rate multiplier as a function of the number of optimiser steps taken.
+
+    Linear warm-up over ``warmup_epochs``, then the ``schedule`` (``cosine`` to zero at the end,
+    ``step`` by ``gamma`` at the milestones, or ``constant``); ``fit`` multiplies ``lr`` by it.
+    """
     total = config.epochs * steps_per_epoch
     warm = config.warmup_epochs * steps_per_epoch
     milestones = [m * steps_per_epoch for m in config.resolved_milestones()]
@@ -292,6 +319,9 @@ def _lr_factor(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], flo
         return 1.0
 
     return factor
+
+
+_lr_factor = lr_factor  # the former name (older imports), and fit's: its argument ``lr_factor`` shadows the function
 
 
 # --------------------------------------------------------------------------- augmentation

@@ -9,9 +9,9 @@ from torch import nn
 
 import obliviate as ob
 from obliviate.errors import IncompatibleModelError, InvalidConfigError, MissingDataError
-from obliviate.recording import RECORDING_FILE, Recorder, Recording, naive_retrain, replay
+from obliviate.recording import RECORDING_FILE, Recorder, Recording, logit_loss, naive_retrain, replay
 from obliviate.testing import toy_dataset
-from obliviate.training import TrainConfig, _lr_factor
+from obliviate.training import TrainConfig, lr_factor
 
 
 def _same(a: nn.Module, b: nn.Module) -> bool:
@@ -52,7 +52,7 @@ def test_recording_holds_the_batch_order_and_the_learning_rates(small):
     # the batches of an epoch partition the training positions
     epoch1 = np.concatenate([rec.batch(s) for s in range(per_epoch, 2 * per_epoch)])
     assert np.array_equal(np.sort(epoch1), np.arange(n))
-    factor = _lr_factor(TrainConfig.from_dict(res.config.to_dict()), per_epoch)
+    factor = lr_factor(TrainConfig.from_dict(res.config.to_dict()), per_epoch)
     np.testing.assert_allclose(rec.lrs, [0.05 * factor(s) for s in range(rec.num_steps)], rtol=1e-12)
     assert rec.updates is None and rec.nbytes()["updates"] == 0
     # the recorded initial weights are the input model's
@@ -171,3 +171,30 @@ def test_recording_plugs_its_recorder_into_train_without_training_importing_it()
     tree = ast.parse(inspect.getsource(training))
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert "recording" not in imported and "obliviate.recording" not in imported
+
+
+def test_one_subset_walker_serves_the_recorder_and_the_batch_iterator(small):
+    """``subset_root`` (the recorder's sample ids) and ``flatten_view`` (the fast batch path) agree on nested views."""
+    from obliviate.data.base import Subset, flatten_view, subset_root
+
+    view = Subset(Subset(small.train, np.arange(len(small.train))[::-1]), np.array([4, 0, 7]))
+    root, ids = subset_root(view)
+    base, positions, labels = flatten_view(view)
+    np.testing.assert_array_equal(ids, positions)
+    assert root is base or subset_root(root)[0] is base
+    np.testing.assert_array_equal(labels, [int(view[i][1]) for i in range(3)])
+    for i in range(3):
+        torch.testing.assert_close(view[i][0], root[int(ids[i])][0])
+
+
+def test_logit_loss_is_the_training_loss():
+    """One implementation: ``cross_entropy_loss`` (what fit uses) is ``logit_loss`` of the logits, bit for bit."""
+    from obliviate.training import cross_entropy_loss
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(5, 4)
+    x, y = torch.randn(16, 5), torch.randint(0, 4, (16,))
+    for smoothing, std_reg in [(0.0, 0.0), (0.1, 0.5)]:
+        assert torch.equal(cross_entropy_loss(smoothing, std_reg)(net, x, y), logit_loss(smoothing, std_reg)(net(x), y))
+        per = logit_loss(smoothing, std_reg, reduction="none")(net(x), y)
+        torch.testing.assert_close(per.mean(), logit_loss(smoothing, std_reg)(net(x), y))

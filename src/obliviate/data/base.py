@@ -33,6 +33,8 @@ __all__ = [
     "DatasetSplits",
     "targets_of",
     "iterate_batches",
+    "flatten_view",
+    "subset_root",
 ]
 
 
@@ -222,21 +224,36 @@ def targets_of(dataset: Dataset) -> np.ndarray:
     return _as_labels(np.asarray(labels, dtype=np.int64), "targets")
 
 
-def _flatten(dataset: Dataset) -> tuple[ArrayDataset, np.ndarray, np.ndarray] | None:
-    """Express a view as (base ArrayDataset, base positions, labels), or None if impossible."""
+def subset_root(dataset: Dataset) -> tuple[Dataset, np.ndarray]:
+    """The dataset under any stack of torch ``Subset`` views, and the root index of each position.
+
+    The one walker of ``Subset`` stacks (:class:`Subset` is one): ``root[ids[i]]`` is ``dataset[i]``.
+    """
+    ids = np.arange(len(dataset), dtype=np.int64)  # type: ignore[arg-type]
+    d = dataset
+    while isinstance(d, _TorchSubset):
+        ids = np.asarray(d.indices, dtype=np.int64)[ids]
+        d = d.dataset
+    return d, ids
+
+
+def flatten_view(dataset: Dataset) -> tuple[ArrayDataset, np.ndarray, np.ndarray] | None:
+    """Express a view of in-memory data as ``(base ArrayDataset, base positions, labels)``.
+
+    Looks through :class:`Subset`, :class:`Relabeled` and ``ConcatDataset`` stacks; None when
+    the data are not a view of one :class:`ArrayDataset` (e.g. a user's lazy dataset).
+    """
+    if isinstance(dataset, _TorchSubset):
+        root, ids = subset_root(dataset)
+        inner = flatten_view(root)
+        return None if inner is None else (inner[0], inner[1][ids], inner[2][ids])
     if isinstance(dataset, ArrayDataset):
         return dataset, np.arange(len(dataset)), dataset.targets
     if isinstance(dataset, Relabeled):
-        inner = _flatten(dataset.dataset)
+        inner = flatten_view(dataset.dataset)
         return None if inner is None else (inner[0], inner[1], dataset.targets)
-    if isinstance(dataset, _TorchSubset):
-        inner = _flatten(dataset.dataset)
-        if inner is None:
-            return None
-        idx = np.asarray(dataset.indices, dtype=np.int64)
-        return inner[0], inner[1][idx], inner[2][idx]
     if isinstance(dataset, ConcatDataset):
-        parts = [_flatten(d) for d in dataset.datasets]
+        parts = [flatten_view(d) for d in dataset.datasets]
         if not parts or any(p is None for p in parts) or len({id(p[0]) for p in parts}) != 1:  # type: ignore[index]
             return None
         return parts[0][0], np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])  # type: ignore[index]
@@ -260,7 +277,7 @@ def iterate_batches(
     n = len(dataset)  # type: ignore[arg-type]
     if n == 0:
         return
-    flat = _flatten(dataset)
+    flat = flatten_view(dataset)
     if flat is not None:
         base, positions, labels = flat
         order = torch.randperm(n, generator=generator).numpy() if shuffle else np.arange(n)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -195,6 +196,32 @@ class UnlearningMethod(Config):
     exact: ClassVar[bool] = False
     needs_recording: ClassVar[bool] = False
 
+    def load_dependencies(self) -> None:
+        """Import the optional packages this configuration needs; ``unlearn`` calls it before the timer.
+
+        The base class needs none. A method with an optional dependency overrides it (LoRA
+        imports peft, whose first import is a one-off cost of the process, not of the method) and
+        raises :class:`~obliviate.errors.MissingDependencyError` when it is absent. The call is
+        cooperative: a mixin after ``UnlearningMethod`` in the bases (``LoraFields``) is reached
+        through ``super()``. A subclass that still defines the former hook ``_load_dependencies``
+        is honoured, with a :class:`DeprecationWarning`.
+        """
+        mixin = getattr(super(), "load_dependencies", None)
+        if mixin is not None:
+            mixin()
+        legacy = type(self)._load_dependencies
+        if legacy is not UnlearningMethod._load_dependencies:
+            warnings.warn(
+                f"{type(self).__name__}._load_dependencies is deprecated; override load_dependencies instead.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            legacy(self)
+
+    def _load_dependencies(self) -> None:
+        """Deprecated name of :meth:`load_dependencies` (kept for callers of the former hook)."""
+        self.load_dependencies()
+
     def unlearn(
         self,
         model: nn.Module | TrainResult | UnlearningResult | str | os.PathLike[str],
@@ -264,9 +291,7 @@ class UnlearningMethod(Config):
                 "ob.train(..., record=True) (amnesiac: also record_updates=True) and pass "
                 "recording=result.recording to unlearn."
             )
-        load = getattr(self, "_load_dependencies", None)
-        if load is not None:
-            load()  # optional packages (e.g. peft for LoRA) are imported before the timed run
+        self.load_dependencies()  # optional packages (e.g. peft for LoRA) are imported before the timed run
         dev = resolve_device(device)
         net = copy.deepcopy(model).to(dev)
         ctx = make_context(net, dev, seed=seed, masks=masks, progress=progress, recording=recording)

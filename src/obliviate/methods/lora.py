@@ -50,7 +50,7 @@ class LoraSettings(Config):
     lora_alpha: float = param(16.0, Interval(float, 0.0, closed="neither"))
     lora_dropout: float = param(0.1, Interval(float, 0.0, 1.0, closed="left"))
 
-    def _load_dependencies(self) -> None:
+    def load_dependencies(self) -> None:
         """Import peft when this configuration trains adapters (called by ``unlearn`` before the timer).
 
         peft's first import is slow; it is a one-off cost of the process, not of the method.

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from .._utils import state_digest
 from .._validation import Boolean, Interval, param
-from ..data.base import ArrayDataset, _flatten
+from ..data.base import ArrayDataset, flatten_view
 from ..data.scenario import Scenario
 from ..errors import InvalidConfigError
 from ..per_sample import minibatch_sum, per_sample_sum
@@ -166,7 +166,7 @@ def data_fingerprint(dataset: Dataset) -> str | None:
     with it), so only the same object in the same process matches. Modifying a dataset's tensor
     in place after it was fingerprinted is not detected.
     """
-    flat = _flatten(dataset)
+    flat = flatten_view(dataset)
     h = hashlib.sha256()
     if flat is not None:
         base, positions, labels = flat

@@ -6,20 +6,9 @@ Every name still resolves here, with a :class:`DeprecationWarning`; import from
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
 from .. import hessian as _hessian
+from .._utils import moved_names
 
 __all__ = list(_hessian.__all__)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _hessian.__all__ or name == "LogitLoss":
-        warnings.warn(
-            f"obliviate.metrics.hessian.{name} moved to obliviate.hessian.{name}; import it from there.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(_hessian, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, {name: _hessian for name in [*_hessian.__all__, "LogitLoss"]})

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from .._utils import resolve_device, seeded
 from .._validation import check_interval
 from ..errors import InvalidConfigError
-from ..training import TrainConfig, _lr_factor, fit, resolve_masks
+from ..training import TrainConfig, fit, lr_factor, resolve_masks
 from .masks import apply_masks, prunable_parameters, sparsity
 from .pruners import PruneResult, magnitude_masks
 
@@ -52,7 +52,7 @@ def fit_from_epoch(
     if start_epoch >= stop:
         return []
     steps = max(1, math.ceil(len(data) / config.batch_size))  # type: ignore[arg-type]
-    full = _lr_factor(config, steps)
+    full = lr_factor(config, steps)
     offset = start_epoch * steps
     rest = dataclasses.replace(config, epochs=stop - start_epoch, schedule="constant", warmup_epochs=0, milestones=None)
     user_end = fit_kwargs.pop("epoch_end", None)
