@@ -16,8 +16,8 @@ scenario (percentages; mean ± standard deviation over seeds).
 
 from __future__ import annotations
 
+import functools
 import shlex
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,14 +26,11 @@ from typing import Any
 
 from ._utils import resolve_device
 from ._validation import check_interval
-from .data import load_dataset, parse_scenario
-from .errors import DivergenceError, InvalidConfigError, MissingDependencyError, UnlearningError
-from .evaluation import evaluate
+from .bench import run
+from .errors import InvalidConfigError, MissingDependencyError
 from .io import write_json
-from .methods import METHODS, unlearn
-from .methods.ssd import clear_importance_cache
-from .models import build_model
-from .report import aggregate, csv_text, markdown_table, results_document, rich_table, run_record
+from .methods import METHODS
+from .report import aggregate, csv_text, markdown_table, results_document, rich_table
 from .training import train
 
 __all__ = ["DEMO_RECIPE", "DEMO_SCENARIOS", "DemoResult", "run_demo"]
@@ -81,47 +78,9 @@ class DemoResult:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-class _Progress:
-    """A rich progress bar on a terminal, one line per finished step elsewhere."""
-
-    def __init__(self, total: int, enabled: bool | None) -> None:
-        self.tty = sys.stderr.isatty() if enabled is None else enabled
-        self.total, self.done = total, 0
-        self.bar = None
-        if self.tty:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.bar = Progress(
-                TextColumn("[bold]demo[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
-            )
-            self.bar.start()
-            self.task = self.bar.add_task("", total=total)
-
-    def start(self, what: str) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, description=what)
-
-    def finish(self, what: str, seconds: float | None = None) -> None:
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(self.task, advance=1)
-        else:
-            took = f" ({seconds:.2f} s)" if seconds is not None else ""
-            print(f"[{self.done}/{self.total}] {what}{took}", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def _dataset_for(spec: str) -> str:
     """The demo dataset of a scenario name: sub-class scenarios need super-class labels."""
     return DEMO_SUBCLASS_DATASET if str(spec).startswith("subclass") else DEMO_DATASET
-
-
-def _applicable(names: Sequence[str], sc: Any) -> list[str]:
-    """The methods whose paper covers the scenario's kind (the others are not run)."""
-    return [n for n in names if sc.kind in METHODS.get(n).kinds]
 
 
 def _resolve_methods(methods: Sequence[str] | None) -> list[str]:
@@ -198,42 +157,23 @@ def run_demo(
     sparsity = check_interval("run_demo", "sparsity", sparsity, low=0.0, high=1.0, closed="left", allow_none=True)
     dev = resolve_device(device)
     recipe = dict(DEMO_RECIPE, epochs=QUICK_EPOCHS if quick else DEMO_RECIPE["epochs"])
-    data = {name: load_dataset(name) for name in dict.fromkeys(_dataset_for(spec) for spec in scenarios)}
-    # Build every scenario of every seed up front, so bad names fail before any training.
-    plans = {s: [parse_scenario(spec, data[_dataset_for(spec)], seed=s) for spec in scenarios] for s in range(seeds)}
-    runs = sum(2 + len(_applicable(names, sc)) for sc in plans[0])
-    bar = _Progress(seeds * (len(data) + runs) * (1 if sparsity is None else 2), progress)
-    records: list[dict[str, Any]] = []
-    try:
-        for seed, scs in plans.items():
-            bases: dict[str, Any] = {}  # one original model per (dataset, seed)
-            for sc in scs:
-                ds = sc.dataset
-                if ds.name not in bases:
-                    bar.start(f"seed {seed}: training the original model on {ds.name}")
-                    # recorded (same weights) for the methods that unroll the training run (sgu, amnesiac)
-                    bases[ds.name] = train(
-                        build_model(DEMO_MODEL, ds, seed=seed),
-                        sc.train,
-                        seed=seed,
-                        device=dev,
-                        progress=False,
-                        record=True,
-                        record_updates=True,
-                        **recipe,
-                    )
-                    bar.finish(f"seed {seed}: original model trained on {ds.name}", bases[ds.name].seconds)
-                dense = _run_scenario(sc, bases[ds.name], names, seed, dev, bar)
-                records.extend(dense if sparsity is None else _tagged(dense, "dense"))
-                if sparsity is not None:
-                    key = f"{ds.name}:sparse"
-                    if key not in bases:
-                        bar.start(f"seed {seed}: pruning the original model on {ds.name}")
-                        bases[key] = _sparse_original(bases[ds.name], sc, sparsity, seed, dev, recipe)
-                        bar.finish(f"seed {seed}: original model pruned to {sparsity:.0%} and retrained", bases[key].seconds)
-                    records.extend(_tagged(_run_scenario(sc, bases[key], names, seed, dev, bar), f"omp {sparsity:.0%}"))
-    finally:
-        bar.close()
+    variants = [(name, name, {"preset": "digits"} if "digits" in METHODS.get(name).presets else {}) for name in names]
+    originals = None
+    if sparsity is not None:
+        pruned = functools.partial(_sparse_original, sparsity=sparsity, dev=dev, recipe=recipe)
+        originals = {"dense": None, f"omp {sparsity:.0%}": pruned}
+    records = run(
+        list(scenarios),
+        variants,
+        seeds,
+        dataset=_dataset_for,
+        model=DEMO_MODEL,
+        recipe=recipe,
+        originals=originals,
+        device=dev,
+        progress=progress,
+        title="demo",
+    )
     rows = aggregate(records)
     result = DemoResult(
         records=records,
@@ -251,18 +191,12 @@ def run_demo(
     return result
 
 
-def _tagged(records: list[dict[str, Any]], variant: str) -> list[dict[str, Any]]:
-    """Mark records with the original model they come from ("dense", "omp 50%")."""
-    for r in records:
-        r["variant"] = variant
-    return records
-
-
-def _sparse_original(base: Any, sc: Any, sparsity: float, seed: int, dev: Any, recipe: dict[str, Any]) -> Any:
+def _sparse_original(base: Any, sc: Any, seed: int, record: bool, *, sparsity: float, dev: Any, recipe: dict[str, Any]) -> Any:
     """OMP of the original model's conv weights, then a third of the recipe's epochs with the masks.
 
     Returns ``train``'s result with ``config`` set to the full recipe, which the oracle retrains
-    with (from scratch, with the masks); its ``masks`` go to every method.
+    with (from scratch, with the masks); its ``masks`` go to every method. Recorded like the
+    dense original when a method unrolls the training run (``record``: sgu, amnesiac).
     """
     import dataclasses
 
@@ -271,84 +205,9 @@ def _sparse_original(base: Any, sc: Any, sparsity: float, seed: int, dev: Any, r
 
     pruned = prune(base.model, sparsity, kind="omp")
     short = dict(recipe, epochs=max(1, recipe["epochs"] // 3))
-    # recorded like the dense original, for the methods that unroll the training run (sgu, amnesiac)
-    recorded = {"record": True, "record_updates": True}
+    recorded = {"record": True, "record_updates": True} if record else {}
     tuned = train(pruned.model, sc.train, masks=pruned.masks, seed=seed, device=dev, progress=False, **recorded, **short)
     return dataclasses.replace(tuned, config=TrainConfig.from_dict(recipe))
-
-
-def _run_scenario(sc: Any, base: Any, names: list[str], seed: int, dev: Any, bar: _Progress) -> list[dict[str, Any]]:
-    label = f"seed {seed} · {sc.name}"
-    summary = sc.summary()
-    bar.start(f"{label} · retrain (oracle)")
-    masks = base.masks  # a pruned original (--sparsity): every run keeps its masks
-    oracle = unlearn(base, sc, "retrain", seed=seed, device=dev, progress=False, masks=masks, **base.config.to_dict())
-    ev_oracle = evaluate(oracle, sc, oracle)
-    records = [
-        run_record(
-            scenario=summary,
-            method="retrain",
-            params=oracle.config,
-            seed=seed,
-            metrics=ev_oracle.to_dict(),
-            seconds=oracle.seconds,
-            oracle_seconds=oracle.seconds,
-            diagnostics=oracle.diagnostics,
-            preset="original recipe",
-        )
-    ]
-    bar.finish(f"{label} · retrain (oracle)", oracle.seconds)
-    ev = evaluate(base, sc, ev_oracle)
-    records.append(
-        run_record(
-            scenario=summary,
-            method="original",
-            params={},
-            seed=seed,
-            metrics=ev.to_dict(),
-            oracle_seconds=oracle.seconds,
-            preset=None,
-        )
-    )
-    bar.finish(f"{label} · original (no-op)")
-    for name in _applicable(names, sc):
-        bar.start(f"{label} · {name}")
-        preset = "digits" if "digits" in METHODS.get(name).presets else None
-        try:
-            clear_importance_cache()  # every run is timed cold: no SSD importance left by an earlier scenario or method
-            out = unlearn(
-                base, sc, name, seed=seed, device=dev, progress=False, preset=preset, recording=base.recording, masks=masks
-            )
-            ev = evaluate(out, sc, ev_oracle)
-            records.append(
-                run_record(
-                    scenario=summary,
-                    method=name,
-                    params=out.config,
-                    seed=seed,
-                    metrics=ev.to_dict(),
-                    seconds=out.seconds,
-                    oracle_seconds=oracle.seconds,
-                    diagnostics=out.diagnostics,
-                    preset=preset,
-                )
-            )
-            bar.finish(f"{label} · {name}", out.seconds)
-        except UnlearningError as e:
-            status = "diverged" if isinstance(e, DivergenceError) else "failed"
-            records.append(
-                run_record(
-                    scenario=summary,
-                    method=name,
-                    seed=seed,
-                    status=status,
-                    error=str(e),
-                    oracle_seconds=oracle.seconds,
-                    preset=preset,
-                )
-            )
-            bar.finish(f"{label} · {name} {status}: {e}")
-    return records
 
 
 def _say(console: Any, text: str) -> None:

@@ -28,6 +28,8 @@ from .metrics import METRICS
 __all__ = [
     "RESULTS_SCHEMA",
     "run_record",
+    "record_value",
+    "stat",
     "results_document",
     "aggregate",
     "format_cell",
@@ -101,24 +103,52 @@ def results_document(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {"schema": RESULTS_SCHEMA, "runs": list(records)}
 
 
-def _value(record: dict[str, Any], column: str) -> float | None:
-    if column in ("seconds", "speedup", "oracle_seconds"):
-        v = record.get("timings", {}).get(column)
+def stat(values: Iterable[float | None]) -> dict[str, float] | None:
+    """Mean, standard deviation (population), minimum and maximum of the values that are not None.
+
+    The one statistics helper of the benchmarks and of :func:`aggregate` (seeds are summarised
+    this way everywhere). Returns None when no value is given.
+
+    Example:
+        >>> stat([1.0, None, 3.0])
+        {'mean': 2.0, 'std': 1.0, 'min': 1.0, 'max': 3.0}
+    """
+    vals = np.asarray([float(v) for v in values if v is not None], dtype=float)
+    if vals.size == 0:
+        return None
+    return {"mean": float(vals.mean()), "std": float(vals.std()), "min": float(vals.min()), "max": float(vals.max())}
+
+
+def record_value(record: dict[str, Any], key: str) -> float | None:
+    """One number of a run record by name; None when absent or NaN.
+
+    ``seconds``, ``oracle_seconds`` and ``speedup`` are read from the timings, any other name from
+    the metrics, else from the diagnostics (e.g. ``passes``).
+    """
+    if key in ("seconds", "speedup", "oracle_seconds"):
+        v = (record.get("timings") or {}).get(key)
+    elif key in (record.get("metrics") or {}):
+        v = record["metrics"][key]
     else:
-        v = record.get("metrics", {}).get(column)
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+        v = (record.get("diagnostics") or {}).get(key)
+    if v is None or isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    return None if math.isnan(v) else float(v)
 
 
 def aggregate(records: Iterable[dict[str, Any]], columns: Sequence[str] = TABLE_COLUMNS) -> list[dict[str, Any]]:
     """Group records by (scenario, method) in first-seen order; mean, std and count per column.
 
     Records with a ``variant`` (the demo's "dense" / "omp 50%" original models) are grouped
-    by it too; their rows' ``scenario`` reads e.g. ``"class:3 (omp 50%)"``.
+    by it too; their rows' ``scenario`` reads e.g. ``"class:3 (omp 50%)"``. Records with a
+    ``label`` (:func:`obliviate.bench.run`'s variants of one method) are grouped by the label,
+    which is the row's ``method``. Each cell is ``(mean, std)`` of :func:`stat` over the ``ok``
+    runs (std None for a single run).
     """
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
         name = (r.get("scenario") or {}).get("name", "")
-        key = (f"{name} ({r['variant']})" if r.get("variant") else name, r.get("method") or "")
+        key = (f"{name} ({r['variant']})" if r.get("variant") else name, r.get("label") or r.get("method") or "")
         groups.setdefault(key, []).append(r)
     rows = []
     for (scenario, method), runs in groups.items():
@@ -129,8 +159,9 @@ def aggregate(records: Iterable[dict[str, Any]], columns: Sequence[str] = TABLE_
             "status": ",".join(sorted({r.get("status", "ok") for r in runs})),
         }
         for c in columns:
-            vals = [v for v in (_value(r, c) for r in runs if r.get("status") == "ok") if v is not None]
-            row[c] = (float(np.mean(vals)), float(np.std(vals)) if len(vals) > 1 else None) if vals else None
+            vals = [v for v in (record_value(r, c) for r in runs if r.get("status") == "ok") if v is not None]
+            s = stat(vals)
+            row[c] = (s["mean"], s["std"] if len(vals) > 1 else None) if s else None
         rows.append(row)
     return rows
 
