@@ -9,7 +9,9 @@ registered method whose paper covers the scenario's kind with its ``digits`` pre
 evaluated against the oracle and timed against it in the same process, cold: caches such as SSD's
 importance over the training data are emptied before every run, so a row's time does not depend
 on what ran before it (the cache's warm benefit has its own benchmark,
-``benchmarks/ssd_cache.py``). Writes
+``benchmarks/ssd_cache.py``). The runs go through :func:`obliviate.bench.run`; the original's
+training is recorded (for the methods that unroll it, ``sgu`` and ``amnesiac``) only when a
+selected method needs the recording. Writes
 ``results.json`` (run records), ``results.csv`` and ``report.md``, and prints one table per
 scenario (percentages; mean ± standard deviation over seeds).
 """
@@ -103,10 +105,9 @@ def _installed(names: list[str], explicit: bool) -> tuple[list[str], dict[str, s
     runnable, skipped = [], {}
     for name in names:
         cls = METHODS.get(name)
-        load = getattr(cls.from_preset("digits") if "digits" in cls.presets else cls(), "_load_dependencies", None)
+        instance = cls.from_preset("digits") if "digits" in cls.presets else cls()
         try:
-            if load is not None:
-                load()
+            instance.load_dependencies()
         except MissingDependencyError as e:
             if explicit:
                 raise
