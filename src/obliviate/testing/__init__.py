@@ -1,4 +1,7 @@
-"""Shipped test helpers: a toy dataset, scenario and model, and the method contract suite.
+"""Shipped test helpers: a toy dataset, scenario and model, and the method and metric contract suites.
+
+:func:`check_metric` runs the checks every registered metric must pass (declarations, declared
+inputs only, determinism, range, missing inputs, an existing reference test).
 
 :func:`check_method` runs the checks every registered method must pass (and third-party methods
 can run on themselves), in the manner of scikit-learn's ``check_estimator``:
@@ -28,9 +31,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import inspect
+import os
 import pickle
 import re
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,10 +45,11 @@ from torch import nn
 from ..data import DatasetSplits, Scenario, from_arrays, load_dataset
 from ..errors import InvalidConfigError, MissingDataError
 from ..methods import METHODS, UnlearningMethod
+from ..metrics import Metric
 from ..models import build_model
 from ..training import accuracy, train
 
-__all__ = ["toy_dataset", "toy_scenario", "toy_model", "toy_recording", "check_method"]
+__all__ = ["toy_dataset", "toy_scenario", "toy_model", "toy_recording", "check_method", "check_metric"]
 
 
 def _fail(method: str, check: str, detail: str) -> AssertionError:
@@ -310,4 +316,178 @@ def check_method(method: str | type[UnlearningMethod], *, preset: str | None = "
         if not torch.equal(params_out[n].detach()[~m], params_in[n].detach()[~m]):
             raise _fail(name, "masks", f"frozen coordinates of {n!r} moved")
     report["masks"] = "ok"
+    return report
+
+
+# --------------------------------------------------------------------------------------------- metrics
+_OPTIONAL_INPUTS: tuple[str, ...] = ("reference", "recording", "risk_scorer")
+
+
+def _metric_fail(metric: str, check: str, detail: str) -> AssertionError:
+    return AssertionError(f"check_metric({metric!r}) failed [{check}]: {detail}")
+
+
+@lru_cache(maxsize=2)
+def _metric_run(seed: int) -> Any:
+    """A small recorded MLP run on the class-wise toy scenario (the model the metric checks rate)."""
+    sc = toy_scenario("classwise", seed)
+    model = build_model("mlp", sc.dataset, seed=seed, hidden=(16,))
+    return train(model, sc.train, epochs=2, lr=0.1, batch_size=32, seed=seed, device="cpu", progress=False, record=True)
+
+
+@lru_cache(maxsize=2)
+def _metric_reference(seed: int) -> nn.Module:
+    """An MLP trained on the toy scenario's retain set only (the reference of the metric checks)."""
+    sc = toy_scenario("classwise", seed)
+    model = build_model("mlp", sc.dataset, seed=seed + 1, hidden=(16,))
+    return train(model, sc.retain, epochs=2, lr=0.1, batch_size=32, seed=seed + 1, device="cpu", progress=False).model
+
+
+@lru_cache(maxsize=2)
+def _metric_risk_scorer(seed: int) -> Any:
+    from ..metrics.privacy_risk import PrivacyRiskScorer
+    from ..training import TrainConfig
+
+    sc = toy_scenario("classwise", seed)
+    init = build_model("mlp", sc.dataset, seed=seed, hidden=(16,))
+    recipe = TrainConfig(epochs=2, lr=0.1, batch_size=32)
+    return PrivacyRiskScorer.fit(init, sc, recipe=recipe, shadow_models=1, device="cpu")
+
+
+def _metric_inputs(requires: tuple[str, ...], seed: int) -> dict[str, Any]:
+    """The optional ``evaluate`` arguments a metric declares (only those: reading another one fails)."""
+    out: dict[str, Any] = {}
+    if "reference" in requires:
+        out["reference"] = _metric_reference(seed)
+    if "recording" in requires:
+        out["recording"] = _metric_run(seed).recording
+    if "risk_scorer" in requires:
+        out["risk_scorer"] = _metric_risk_scorer(seed)
+    return out
+
+
+def _test_defined(tests_dir: Path, spec: str) -> str | None:
+    """Why ``"path::function"`` does not name a test function under ``tests_dir`` (None when it does)."""
+    import ast
+
+    path, sep, func = spec.partition("::")
+    if not sep or not path.startswith("tests/") or not func.startswith("test_"):
+        return f"reference_test {spec!r} is not of the form 'tests/<file>.py::test_<name>'"
+    file = tests_dir.parent / path
+    if not file.is_file():
+        return f"reference_test file {path!r} does not exist"
+    tree = ast.parse(file.read_text(), filename=str(file))
+    names = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    if func not in names:
+        return f"reference_test function {func!r} is not defined in {path!r}"
+    return None
+
+
+def check_metric(metric: str | type[Metric], *, tests_dir: str | os.PathLike[str] | None = None, seed: int = 0) -> dict[str, str]:
+    """Run the contract suite on a registered metric; raise ``AssertionError`` naming the first failed check.
+
+    The metric is computed on a small recorded MLP of the class-wise :func:`toy_scenario`
+    through a :class:`~obliviate.metrics.context.MetricContext` that holds exactly the optional
+    inputs (reference, recording, risk scorer) the metric declares:
+
+    1. ``declarations``: a registered :class:`~obliviate.metrics.Metric` subclass with a
+       description, a valid goal, inputs among :data:`~obliviate.metrics.INPUTS`, registered
+       companions and a ``reference_test`` of the form ``tests/<file>.py::test_<name>``;
+    2. ``inputs``: the inputs it reads are exactly those it declares in ``requires``;
+    3. ``deterministic``: two fresh contexts with the same seed give the same value;
+    4. ``range``: the value is a number; unless NaN, it lies in the metric's bounds (a fraction in
+       [0, 1]);
+    5. ``missing_data``: without a declared optional input, ``evaluate`` leaves it out of the
+       default list and raises :class:`~obliviate.errors.MissingDataError` when it is named;
+    6. ``reference_test`` (only with ``tests_dir``): the named test function exists.
+
+    Args:
+        metric: A registered name or a registered :class:`~obliviate.metrics.Metric` subclass.
+        tests_dir: The project's ``tests/`` directory, to check that the reference test exists.
+        seed: Seed of the toy run and of the evaluation.
+
+    Returns:
+        Check name -> "ok".
+    """
+    from ..evaluation import evaluate
+    from ..metrics import INPUTS, METRICS
+    from ..metrics.context import MetricContext
+
+    name = metric if isinstance(metric, str) else getattr(metric, "name", "")
+    cls = METRICS.get(name)
+    if not isinstance(metric, str) and cls is not metric:
+        raise _metric_fail(name or repr(metric), "declarations", "the class is not the one registered under its name")
+    report: dict[str, str] = {}
+
+    # 1. declarations
+    if not cls.description:
+        raise _metric_fail(name, "declarations", "no description")
+    if cls.goal not in ("higher", "lower", "oracle") or not set(cls.requires) <= set(INPUTS):
+        raise _metric_fail(name, "declarations", f"goal {cls.goal!r} or requires {cls.requires} is invalid")
+    for companion in cls.companions:
+        if companion not in METRICS:
+            raise _metric_fail(name, "declarations", f"companion {companion!r} is not registered")
+    if cls.needs_reference != ("reference" in cls.requires):
+        raise _metric_fail(name, "declarations", "needs_reference disagrees with requires")
+    low, high = cls.value_bounds()
+    if cls.fraction and (low < 0.0 or high > 1.0):
+        raise _metric_fail(name, "declarations", f"a fraction with bounds {(low, high)} outside [0, 1]")
+    report["declarations"] = "ok"
+
+    run = _metric_run(seed)
+    sc = toy_scenario("classwise", seed)
+    inputs = _metric_inputs(cls.requires, seed)
+
+    def compute() -> tuple[float, set[str]]:
+        ctx = MetricContext(copy.deepcopy(run.model), sc, device="cpu", seed=seed, requested={name}, **inputs)
+        try:
+            value = cls().compute(ctx)
+        except MissingDataError as err:
+            undeclared = ctx.touched - set(cls.requires)
+            if undeclared:
+                raise _metric_fail(name, "inputs", f"reads {sorted(undeclared)} without declaring them") from err
+            raise
+        return value, ctx.touched
+
+    # 2. declared inputs
+    value, touched = compute()
+    if touched != set(cls.requires):
+        extra, unused = sorted(touched - set(cls.requires)), sorted(set(cls.requires) - touched)
+        raise _metric_fail(name, "inputs", f"reads undeclared inputs {extra} / declares inputs it never reads {unused}")
+    report["inputs"] = "ok"
+
+    # 3. determinism
+    again, _ = compute()
+    if not (again == value or (isinstance(value, float) and np.isnan(value) and np.isnan(again))):
+        raise _metric_fail(name, "deterministic", f"two runs with seed {seed} gave {value!r} and {again!r}")
+    report["deterministic"] = "ok"
+
+    # 4. range
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise _metric_fail(name, "range", f"the value {value!r} is not a number")
+    if not np.isnan(value) and not low <= float(value) <= high:
+        raise _metric_fail(name, "range", f"the value {value!r} lies outside [{low}, {high}]")
+    report["range"] = "ok"
+
+    # 5. missing optional inputs
+    for needed in _OPTIONAL_INPUTS:
+        if needed not in cls.requires:
+            continue
+        others = {k: v for k, v in inputs.items() if k != needed}
+        default = evaluate(run, sc, **others, metrics=None, seed=seed) if not cls.opt_in and needed == "reference" else None
+        if default is not None and name in default.metrics:
+            raise _metric_fail(name, "missing_data", f"computed by default without {needed!r}")
+        try:
+            evaluate(run, sc, **others, metrics=[name], seed=seed)
+        except MissingDataError:
+            continue
+        raise _metric_fail(name, "missing_data", f"named without {needed!r}, it did not raise MissingDataError")
+    report["missing_data"] = "ok"
+
+    # 6. reference test
+    if tests_dir is not None:
+        problem = _test_defined(Path(tests_dir), cls.reference_test)
+        if problem:
+            raise _metric_fail(name, "reference_test", problem)
+        report["reference_test"] = "ok"
     return report
