@@ -54,3 +54,21 @@ def test_markdown_and_csv_outputs():
     assert lines[0].startswith("| method | forget acc") and len(lines) == 4 and "| ssd | 0.0 |" in md
     rows = list(csv.DictReader(io.StringIO(csv_text(records))))
     assert [r["method"] for r in rows] == ["ssd", "ft"] and rows[1]["forget_acc"] == "0.5" and rows[0]["speedup"] == "2.0"
+
+
+def test_stat_is_the_one_summary_over_seeds_and_aggregate_uses_it():
+    from obliviate.report import record_value, stat
+
+    assert stat([0.0, 0.2, None]) == pytest.approx({"mean": 0.1, "std": 0.1, "min": 0.0, "max": 0.2})
+    assert stat([]) is None
+    r = _rec("ssd", 0, float("nan"), 0.5)
+    r["diagnostics"] = {"passes": 3.0}
+    assert record_value(r, "forget_acc") is None and record_value(r, "speedup") == 4.0 and record_value(r, "passes") == 3.0
+    assert record_value(r, "missing") is None
+
+
+def test_aggregate_groups_the_variants_of_one_method_by_their_label():
+    a, b = _rec("fisher", 0, 0.1, 1.0), _rec("fisher", 0, 0.3, 1.0)
+    b["label"] = "fisher (noise only)"
+    rows = aggregate([a, b])
+    assert [(r["method"], r["forget_acc"]) for r in rows] == [("fisher", (0.1, None)), ("fisher (noise only)", (0.3, None))]
