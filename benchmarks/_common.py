@@ -1,7 +1,13 @@
-"""Provenance shared by the benchmark scripts: versions, machine, git state, the command."""
+"""Shared by the benchmark scripts: provenance (versions, machine, git state, the command) and writing a result.
+
+The statistics over seeds (``stat``: mean, std, min, max; ``summarize`` over run records) come
+from :mod:`obliviate.bench.stats`, the run records from :func:`obliviate.bench.run` and
+:func:`obliviate.report.run_record`; they are re-exported here for the scripts that time one component.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -13,6 +19,9 @@ from typing import Any
 import torch
 
 import obliviate
+from obliviate.bench.stats import record_value, stat, summarize
+
+__all__ = ["RESULTS", "provenance", "write_result", "stat", "summarize", "record_value"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -40,3 +49,10 @@ def provenance() -> dict[str, Any]:
         },
         "git": {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))},
     }
+
+
+def write_result(path: str | os.PathLike[str], doc: dict[str, Any], indent: int = 2) -> Path:
+    """Write a benchmark's result document as JSON (numpy scalars as plain numbers)."""
+    path = Path(path)
+    path.write_text(json.dumps(doc, indent=indent, default=float))
+    return path

@@ -24,84 +24,71 @@ The full run takes a few minutes on 2 cores.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 
 import numpy as np
 import torch
-from _common import RESULTS, provenance
+from _common import RESULTS, provenance, write_result
 
 import obliviate as ob
+from obliviate import bench
+from obliviate.bench import stat
 from obliviate.demo import DEMO_RECIPE
 
 METRICS = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy", "avg_gap")
 NO_GAME = {"adv_weight": 0.0, "bt_weight": 0.0}
 
 
-def _stat(values: list[float]) -> dict[str, float]:
-    return {
-        "mean": float(np.mean(values)),
-        "std": float(np.std(values)),
-        "min": float(np.min(values)),
-        "max": float(np.max(values)),
-    }
+LABELS = ("original", "adversarial", "adversarial_without_game", "finetune")
 
 
 def quality(seeds: int, specs: list[str], device: torch.device, mia_adversarial: bool) -> tuple[list[dict], dict]:
-    ds = ob.load_dataset("digits")
+    extra = ["mia_adversarial"] if mia_adversarial else []
+    variants = [
+        ("adversarial", "adversarial", {"preset": "digits"}),
+        ("adversarial_without_game", "adversarial", {"preset": "digits", **NO_GAME}),
+        ("finetune", "finetune", {"preset": "digits"}),
+    ]
+    records = bench.run(
+        specs, variants, seeds, dataset="digits", model="cnn", recipe=DEMO_RECIPE, device=device, metrics=[*METRICS, *extra]
+    )
     runs: list[dict] = []
     for seed in range(seeds):
         for spec in specs:
-            sc = ob.data.parse_scenario(spec, ds, seed=seed)
-            base = ob.train(
-                ob.build_model("cnn", ds, seed=seed), sc.train, seed=seed, device=device, progress=False, **DEMO_RECIPE
-            )
-            oracle = ob.unlearn(base, sc, "retrain", seed=seed, device=device, progress=False, **base.config.to_dict())
-            ev_oracle = ob.evaluate(oracle, sc, oracle)
-            extra = ["mia_adversarial"] if mia_adversarial else []
-            candidates = {
-                "original": None,
-                "adversarial": ("adversarial", {}),
-                "adversarial_without_game": ("adversarial", NO_GAME),
-                "finetune": ("finetune", {}),
-            }
-            for label, what in candidates.items():
-                if what is None:
-                    model, seconds, diagnostics = base, None, {}
-                else:
-                    out = ob.unlearn(base, sc, what[0], preset="digits", seed=seed, device=device, progress=False, **what[1])
-                    model, seconds, diagnostics = out, out.seconds, out.diagnostics
-                ev = ob.evaluate(model, sc, ev_oracle, metrics=[*METRICS, *extra])
-                record = {
-                    "seed": seed,
-                    "scenario": spec,
-                    "method": label,
-                    "seconds": seconds,
-                    "oracle_seconds": oracle.seconds,
-                    "speedup": None if seconds is None else oracle.seconds / seconds,
-                    "passes": diagnostics.get("passes"),
-                    "metrics": ev.to_dict(),
-                    "oracle_metrics": {k: ev_oracle.metrics[k] for k in METRICS if k in ev_oracle.metrics},
-                }
-                if mia_adversarial:
-                    record["oracle_metrics"]["mia_adversarial"] = ob.evaluate(oracle, sc, metrics=extra).metrics[extra[0]]
-                runs.append(record)
+            group = {r.get("label") or r["method"]: r for r in records if r["seed"] == seed and r["scenario"]["name"] == spec}
+            oracle = group["retrain"]
+            for label in LABELS:
+                r = group[label]
+                runs.append(
+                    {
+                        "seed": seed,
+                        "scenario": spec,
+                        "method": label,
+                        "seconds": r["timings"]["seconds"],
+                        "oracle_seconds": r["timings"]["oracle_seconds"],
+                        "speedup": r["timings"]["speedup"],
+                        "passes": r["diagnostics"].get("passes"),
+                        "metrics": r["metrics"],
+                        "oracle_metrics": {k: oracle["metrics"][k] for k in (*METRICS, *extra) if k in oracle["metrics"]},
+                        **({"status": r["status"], "error": r["error"]} if r["status"] != "ok" else {}),
+                    }
+                )
             print(f"seed {seed} {spec} done", flush=True)
     summary: dict[str, dict[str, dict]] = {}
     for spec in specs:
-        for label in ("original", "adversarial", "adversarial_without_game", "finetune"):
+        for label in LABELS:
             rows = [r for r in runs if r["scenario"] == spec and r["method"] == label]
             names = [*METRICS, *(["mia_adversarial"] if mia_adversarial else [])]
-            entry = {k: _stat([r["metrics"][k] for r in rows]) for k in names}
+            entry = {k: stat(r["metrics"].get(k) for r in rows) for k in names}
             if label != "original":
-                entry["seconds"] = _stat([r["seconds"] for r in rows])
-                entry["speedup"] = _stat([r["speedup"] for r in rows])
-                entry["passes"] = _stat([r["passes"] for r in rows])
+                entry["seconds"] = stat(r["seconds"] for r in rows)
+                entry["speedup"] = stat(r["speedup"] for r in rows)
+                entry["passes"] = stat(r["passes"] for r in rows)
             summary.setdefault(spec, {})[label] = entry
         oracle_rows = [r for r in runs if r["scenario"] == spec and r["method"] == "original"]
         summary[spec]["retrain"] = {
-            "seconds": _stat([r["oracle_seconds"] for r in oracle_rows]),
-            **{k: _stat([r["oracle_metrics"][k] for r in oracle_rows]) for k in oracle_rows[0]["oracle_metrics"]},
+            "seconds": stat(r["oracle_seconds"] for r in oracle_rows),
+            **{k: stat(r["oracle_metrics"][k] for r in oracle_rows) for k in oracle_rows[0]["oracle_metrics"]},
         }
     return runs, summary
 
@@ -164,23 +151,21 @@ def main() -> None:
         args.seeds, args.repeats, specs = 1, 1, ["class:3"]
     runs, summary = quality(args.seeds, specs, device, args.mia_adversarial)
     cost = iteration_cost(device, args.repeats, paper_sizes=not args.quick)
-    with open(out_path, "w") as f:
-        json.dump(
-            {
-                "benchmark": "adversarial",
-                "provenance": provenance(),
-                "recipe": DEMO_RECIPE,
-                "seeds": args.seeds,
-                "quick": args.quick,
-                "threads": args.threads,
-                "preset": ob.get_method("adversarial").presets["digits"],
-                "summary": summary,
-                "iteration_cost": cost,
-                "runs": runs,
-            },
-            f,
-            indent=2,
-        )
+    write_result(
+        out_path,
+        {
+            "benchmark": "adversarial",
+            "provenance": provenance(),
+            "recipe": DEMO_RECIPE,
+            "seeds": args.seeds,
+            "quick": args.quick,
+            "threads": args.threads,
+            "preset": ob.get_method("adversarial").presets["digits"],
+            "summary": summary,
+            "iteration_cost": cost,
+            "runs": runs,
+        },
+    )
     for spec, methods in summary.items():
         for label, entry in methods.items():
             cells = "  ".join(f"{k} {100 * entry[k]['mean']:.1f}" for k in METRICS if k in entry)

@@ -20,12 +20,11 @@ to the measured numbers. The run's wall time is recorded as ``demo_wall_seconds`
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
-import numpy as np
-from _common import RESULTS, provenance
+from _common import RESULTS, provenance, write_result
 
+from obliviate.bench import stat
 from obliviate.demo import DEMO_SCENARIOS, run_demo
 
 METHODS = (
@@ -57,13 +56,6 @@ KNOWN_LIMITS = {
     },
 }
 METRICS = ("forget_acc", "retain_acc", "test_acc", "test_forget_acc", "mia_efficacy", "mia_entropy_lr", "zrf", "avg_gap")
-
-
-def _stat(values: list[float | None]) -> dict[str, float] | None:
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return None
-    return {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "min": float(np.min(vals)), "max": float(np.max(vals))}
 
 
 def main() -> None:
@@ -122,7 +114,7 @@ def main() -> None:
         for method, entry in methods.items():
             rows = entry["per_seed"]
             for key in ("seconds", "speedup", "passes", "forget_gap_to_oracle", "retain_drop_from_original", *METRICS):
-                entry[key] = _stat([row[key] for row in rows])
+                entry[key] = stat([row[key] for row in rows])
             met = sum(bool(row["target_met"]) for row in rows)
             entry["target_met"] = f"{met}/{len(rows)}"
             limit = KNOWN_LIMITS.get(entry["kind"], {}).get(method)
@@ -143,8 +135,7 @@ def main() -> None:
         "summary": summary,
         "known_limits": KNOWN_LIMITS,
     }
-    with open(args.out, "w") as f:
-        json.dump(doc, f, indent=2)
+    write_result(args.out, doc)
     print(f"wall time {wall:.1f} s over {args.seeds} seed(s); wrote {args.out}")
     for scenario, methods in summary.items():
         for method, s in methods.items():

@@ -61,7 +61,7 @@ import warnings
 from typing import Any
 
 import numpy as np
-from _common import RESULTS, provenance
+from _common import RESULTS, provenance, stat, write_result
 from scipy.special import expit
 
 from obliviate.certified import CertifiedLogisticRegression, _solver
@@ -107,16 +107,18 @@ LOAD = os.getloadavg() if hasattr(os, "getloadavg") else None
 
 
 def stats(values: list[float] | np.ndarray) -> dict[str, float]:
+    """The shared :func:`stat` (mean, min, max) with the count, the median and the 90th percentile."""
     arr = np.asarray(values, dtype=float)
     if arr.size == 0:
         return {"n": 0}
+    s = stat(arr.tolist())
     return {
         "n": int(arr.size),
         "median": float(np.median(arr)),
-        "mean": float(arr.mean()),
+        "mean": s["mean"],
         "p90": float(np.quantile(arr, 0.9)),
-        "min": float(arr.min()),
-        "max": float(arr.max()),
+        "min": s["min"],
+        "max": s["max"],
     }
 
 
@@ -458,8 +460,7 @@ def run(args: argparse.Namespace) -> None:
         for name in [s.strip() for s in args.distributions.split(",") if s.strip()]:
             result["distributions"][name] = run_distribution(name, args)
     result["seconds_total"] = time.perf_counter() - started
-    with open(args.out, "w") as fh:
-        json.dump(result, fh, indent=2, default=float)
+    write_result(args.out, result)
     summary = {}
     for name, res in result["distributions"].items():
         first = res["fixed"][0]

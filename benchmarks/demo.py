@@ -7,18 +7,18 @@ method seconds, measured in the same run), its cost in passes over the training 
 quality metrics; plus the wall time of the whole demo.
 
     python benchmarks/demo.py [--seeds 3] [--device cpu]
+    python benchmarks/demo.py --quick --methods finetune,ssd --scenarios class:3 --out /tmp/demo.json  # smoke test
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
-import numpy as np
-from _common import RESULTS, provenance
+from _common import RESULTS, provenance, write_result
 
-from obliviate.demo import DEMO_RECIPE, run_demo
+from obliviate.bench import summarize
+from obliviate.demo import DEMO_SCENARIOS, run_demo
 
 METRICS = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy", "avg_gap")
 
@@ -28,52 +28,47 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=str(RESULTS / "demo.json"))
+    parser.add_argument("--methods", default=None, help="comma-separated (default: every registered method)")
+    parser.add_argument("--scenarios", default=",".join(DEMO_SCENARIOS))
+    parser.add_argument("--quick", action="store_true", help="1 seed, 8 training epochs: checks the script, not for the record")
     args = parser.parse_args()
+    if args.quick:
+        args.seeds = 1
 
     start = time.perf_counter()
-    result = run_demo(out=None, seeds=args.seeds, device=args.device, progress=False)
+    result = run_demo(
+        out=None,
+        methods=args.methods.split(",") if args.methods else None,
+        scenarios=args.scenarios.split(","),
+        seeds=args.seeds,
+        quick=args.quick,
+        device=args.device,
+        progress=False,
+    )
     wall = time.perf_counter() - start
 
-    table: dict[str, dict[str, dict[str, object]]] = {}
+    groups: dict[str, dict[str, list[dict]]] = {}
     for r in result.records:
-        scenario, method = r["scenario"]["name"], r["method"]
-        table.setdefault(scenario, {}).setdefault(method, {"runs": []})["runs"].append(r)
-    summary: dict[str, dict[str, dict[str, object]]] = {}
-    for scenario, methods in table.items():
-        for method, entry in methods.items():
-            runs = entry["runs"]
-
-            def stat(values: list[float | None]) -> dict[str, float] | None:
-                vals = [v for v in values if v is not None]
-                return (
-                    {
-                        "mean": float(np.mean(vals)),
-                        "std": float(np.std(vals)),
-                        "min": float(np.min(vals)),
-                        "max": float(np.max(vals)),
-                    }
-                    if vals
-                    else None
-                )
-
-            summary.setdefault(scenario, {})[method] = {
-                "seconds": stat([r["timings"]["seconds"] for r in runs]),
-                "oracle_seconds": stat([r["timings"]["oracle_seconds"] for r in runs]),
-                "speedup": stat([r["timings"]["speedup"] for r in runs]),
-                "passes": stat([r["diagnostics"].get("passes") for r in runs]),
-                **{m: stat([r["metrics"].get(m) for r in runs]) for m in METRICS},
+        groups.setdefault(r["scenario"]["name"], {}).setdefault(r["method"], []).append(r)
+    summary = {
+        scenario: {
+            method: {
+                **summarize(runs, ("seconds", "oracle_seconds", "speedup", "passes", *METRICS)),
                 "status": sorted({r["status"] for r in runs}),
             }
+            for method, runs in methods.items()
+        }
+        for scenario, methods in groups.items()
+    }
     doc = {
         "benchmark": "demo",
         "provenance": provenance(),
         "seeds": args.seeds,
-        "recipe": DEMO_RECIPE,
+        "recipe": result.recipe,
         "demo_wall_seconds": wall,
         "summary": summary,
     }
-    with open(args.out, "w") as f:
-        json.dump(doc, f, indent=2)
+    write_result(args.out, doc)
     print(f"demo wall time {wall:.1f} s over {args.seeds} seed(s); wrote {args.out}")
     for scenario, methods in summary.items():
         for method, s in methods.items():

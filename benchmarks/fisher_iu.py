@@ -28,16 +28,13 @@ the seed code's heuristic recursion (preset ``unlearn_sparse``).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from typing import Any
 
-import numpy as np
 import torch
-from _common import RESULTS, provenance
+from _common import RESULTS, provenance, write_result
 
-import obliviate as ob
-from obliviate.data import parse_scenario
+from obliviate.bench import run, stat
 from obliviate.demo import DEMO_RECIPE, DEMO_SCENARIOS
 
 NOOP, ORACLE = "original (no-op)", "retrain (oracle)"
@@ -64,11 +61,6 @@ NOTES = (
 )
 
 
-def _stat(values: list[float]) -> dict[str, float]:
-    vals = np.asarray(values, dtype=float)
-    return {"mean": float(vals.mean()), "std": float(vals.std()), "min": float(vals.min()), "max": float(vals.max())}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -79,56 +71,54 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     recipe = dict(DEMO_RECIPE, epochs=8 if args.quick else DEMO_RECIPE["epochs"])
     scenarios = DEMO_SCENARIOS[:1] if args.quick else tuple(s for s in DEMO_SCENARIOS if not s.startswith("subclass"))
-    ds = ob.load_dataset("digits")
     runs: list[dict[str, Any]] = []
     start = time.perf_counter()
+    names = {"retrain": ORACLE, "original": NOOP}
 
-    def record(spec: str, label: str, seed: int, ev: ob.Evaluation, out: Any, oracle_seconds: float, **extra: Any) -> None:
-        seconds = out.seconds if out is not None else None
-        runs.append(
-            {
-                "scenario": spec,
-                "variant": label,
-                "seed": seed,
-                "seconds": seconds,
-                "oracle_seconds": oracle_seconds,
-                "speedup": oracle_seconds / seconds if seconds else None,
-                "passes": out.diagnostics.get("passes") if out is not None else None,
-                "params": out.config if out is not None else None,
-                **{m: ev.metrics.get(m) for m in METRICS},
-                **extra,
-            }
-        )
-        r = runs[-1]
-        timing = f"{seconds:6.2f} s ({r['speedup']:5.1f}x)" if seconds else " " * 16
+    def record(r: dict[str, Any]) -> None:
+        """The script's run row (unchanged shape) from a run record of obliviate.bench.run."""
+        label = r.get("label") or names.get(r["method"], r["method"])
+        t = r["timings"]
+        row = {
+            "scenario": r["scenario"]["name"],
+            "variant": label,
+            "seed": r["seed"],
+            "seconds": t["seconds"],
+            "oracle_seconds": t["oracle_seconds"],
+            "speedup": t["speedup"],
+            "passes": r["diagnostics"].get("passes") if label != NOOP else None,
+            "params": r["params"] if label != NOOP else None,
+            **{m: r["metrics"].get(m) for m in METRICS},
+        }
+        if label not in names.values():
+            diag = r["diagnostics"]
+            row["diagnostics"] = {k: diag[k] for k in ("step_ratio", "damping", "zeroed_classes") if k in diag}
+        if r["status"] != "ok":  # a failed or diverged variant (obliviate.bench.run catches UnlearningError)
+            row |= {"status": r["status"], "error": r["error"]}
+            runs.append(row)
+            print(f"seed {row['seed']} {row['scenario']:10s} {label:40s} {r['status']}: {r['error']}", flush=True)
+            return
+        runs.append(row)
+        timing = f"{row['seconds']:6.2f} s ({row['speedup']:5.1f}x)" if row["seconds"] else " " * 16
         print(
-            f"seed {seed} {spec:10s} {label:40s} {timing}  forget {100 * r['forget_acc']:5.1f}  "
-            f"retain {100 * r['retain_acc']:5.1f}  test {100 * r['test_acc']:5.1f}  gap {100 * r['avg_gap']:5.2f}",
+            f"seed {row['seed']} {row['scenario']:10s} {label:40s} {timing}  forget {100 * row['forget_acc']:5.1f}  "
+            f"retain {100 * row['retain_acc']:5.1f}  test {100 * row['test_acc']:5.1f}  gap {100 * row['avg_gap']:5.2f}",
             flush=True,
         )
 
-    for seed in range(args.seeds):
-        for spec in scenarios:
-            sc = parse_scenario(spec, ds, seed=seed)
-            base = ob.train(ob.build_model("cnn", ds, seed=seed), sc.train, seed=seed, device="cpu", progress=False, **recipe)
-            oracle = ob.unlearn(base, sc, "retrain", seed=seed, device="cpu", **base.config.to_dict())
-            reference = ob.evaluate(oracle, sc, oracle)
-            record(spec, NOOP, seed, ob.evaluate(base, sc, reference), None, oracle.seconds)
-            record(spec, ORACLE, seed, reference, oracle, oracle.seconds)
-            for label, (method, kwargs) in VARIANTS.items():
-                out = ob.unlearn(base, sc, method, seed=seed, device="cpu", **kwargs)
-                diag = {k: out.diagnostics[k] for k in ("step_ratio", "damping", "zeroed_classes") if k in out.diagnostics}
-                record(spec, label, seed, ob.evaluate(out, sc, reference), out, oracle.seconds, diagnostics=diag)
+    variants = [(label, method, kwargs) for label, (method, kwargs) in VARIANTS.items()]
+    # one original per seed (the scenarios share its training set), the oracle, the no-op, then the variants, each cold
+    run(scenarios, variants, args.seeds, dataset="digits", model="cnn", recipe=recipe, device="cpu", on_record=record)
 
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     for spec in scenarios:
         noop = {r["seed"]: r["avg_gap"] for r in runs if r["scenario"] == spec and r["variant"] == NOOP}
         for label in (NOOP, ORACLE, *VARIANTS):
             sel = [r for r in runs if r["scenario"] == spec and r["variant"] == label]
-            row: dict[str, Any] = {m: _stat([r[m] for r in sel]) for m in METRICS}
+            row: dict[str, Any] = {m: stat(r[m] for r in sel) for m in METRICS}
             if label != NOOP:
-                row |= {k: _stat([r[k] for r in sel]) for k in ("seconds", "speedup")}
-            row["gap_below_noop"] = sum(r["avg_gap"] < noop[r["seed"]] for r in sel)
+                row |= {k: stat(r[k] for r in sel) for k in ("seconds", "speedup")}
+            row["gap_below_noop"] = sum(r["avg_gap"] is not None and r["avg_gap"] < noop[r["seed"]] for r in sel)
             summary.setdefault(spec, {})[label] = row
     doc = {
         "benchmark": "fisher_iu",
@@ -140,8 +130,7 @@ def main() -> None:
         "summary": summary,
         "runs": runs,
     }
-    with open(args.out, "w") as f:
-        json.dump(doc, f, indent=2)
+    write_result(args.out, doc)
     print(f"wrote {args.out}")
 
 

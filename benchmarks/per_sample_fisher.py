@@ -19,11 +19,10 @@ per sample) are timed (best of ``--repeats`` after one warm-up call), their valu
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
-from _common import RESULTS, provenance
+from _common import RESULTS, provenance, stat, write_result
 
 import obliviate as ob
 from obliviate.data.base import Subset, iterate_batches
@@ -57,7 +56,7 @@ def best_of(fn, repeats: int) -> tuple[float, object]:
         start = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - start)
-    return min(times), out
+    return stat(times)["min"], out
 
 
 def main() -> None:
@@ -101,8 +100,7 @@ def main() -> None:
         "repeats": args.repeats,
         "results": results,
     }
-    with open(args.out, "w") as f:
-        json.dump(doc, f, indent=2)
+    write_result(args.out, doc)
     print(f"wrote {args.out}")
 
 

@@ -14,11 +14,10 @@ methods (FT, GA, FF, IU) to retraining.
 from __future__ import annotations
 
 import argparse
-import json
 
-import numpy as np
-from _common import RESULTS, provenance
+from _common import RESULTS, provenance, write_result
 
+from obliviate.bench import summarize
 from obliviate.demo import run_demo
 
 DEFAULT_METHODS = "finetune,gradient_ascent,fisher,iu,l1_sparse,ga_l1,ft_prune,prune_lora,ssd,random_label"
@@ -44,26 +43,17 @@ def main() -> None:
         progress=False,
         sparsity=args.sparsity,
     )
-    table: dict[str, dict[str, dict[str, dict[str, float | None]]]] = {}
+    groups: dict[str, dict[str, dict[str, list[dict]]]] = {}
     for r in result.records:
-        if r["status"] != "ok":
-            continue
-        entry = table.setdefault(r["scenario"]["name"], {}).setdefault(r["method"], {}).setdefault(r["variant"], {"runs": []})
-        entry["runs"].append(r)
+        if r["status"] == "ok":
+            groups.setdefault(r["scenario"]["name"], {}).setdefault(r["method"], {}).setdefault(r["variant"], []).append(r)
     summary: dict = {}
-    for scenario, methods in table.items():
+    for scenario, methods in groups.items():
         for method, variants in methods.items():
-            for variant, entry in variants.items():
-                runs = entry["runs"]
-
-                def mean(values: list) -> float | None:
-                    vals = [v for v in values if v is not None]
-                    return float(np.mean(vals)) if vals else None
-
+            for variant, runs in variants.items():
+                stats = summarize(runs, (*METRICS, "seconds", "speedup"))
                 summary.setdefault(scenario, {}).setdefault(method, {})[variant] = {
-                    **{m: mean([r["metrics"].get(m) for r in runs]) for m in METRICS},
-                    "seconds": mean([r["timings"]["seconds"] for r in runs]),
-                    "speedup": mean([r["timings"]["speedup"] for r in runs]),
+                    **{k: s["mean"] if s else None for k, s in stats.items()},
                     "n": len(runs),
                 }
     lines = []
@@ -90,8 +80,7 @@ def main() -> None:
         "summary": summary,
         "markdown": "\n".join(lines),
     }
-    with open(args.out, "w") as f:
-        json.dump(doc, f, indent=2)
+    write_result(args.out, doc)
     print("\n".join(lines))
     print(f"demo wall time {result.seconds:.1f} s; wrote {args.out}")
 

@@ -25,12 +25,10 @@ Short at the defaults: the training of the model dominates (its time is recorded
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
-import numpy as np
 import torch
-from _common import RESULTS, provenance
+from _common import RESULTS, provenance, stat, write_result
 
 import obliviate as ob
 from obliviate.demo import DEMO_RECIPE
@@ -83,8 +81,8 @@ def main() -> None:
             "recomputed_total": sum(r.seconds for r in fresh),
             "speedup_sweep": sum(r.seconds for r in fresh) / sum(r.seconds for r in cached),
             "cold_call_seconds": cached[0].seconds,
-            "warm_call_seconds_mean": float(np.mean([r.seconds for r in cached[1:]])) if len(cached) > 1 else None,
-            "recomputed_seconds_mean": float(np.mean([r.seconds for r in fresh])),
+            "warm_call_seconds_mean": stat(r.seconds for r in cached[1:])["mean"] if len(cached) > 1 else None,
+            "recomputed_seconds_mean": stat(r.seconds for r in fresh)["mean"],
             "cached_passes": [r.diagnostics["passes"] for r in cached],
             "recomputed_passes": [r.diagnostics["passes"] for r in fresh],
             "importance_cached": [r.diagnostics.get("importance_cached") for r in cached],
@@ -122,8 +120,7 @@ def main() -> None:
         "summary": summary,
         "cross_scenario": cross,
     }
-    with open(args.out, "w") as f:
-        json.dump(doc, f, indent=2)
+    write_result(args.out, doc)
     for method, s in summary.items():
         print(
             f"{method}: sweep of {len(alphas)} alphas, cached {s['cached_total']:.3f} s vs recomputed "

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS, provenance
+from _common import RESULTS, provenance, write_result
 
 import obliviate as ob
 from obliviate._utils import Timer
@@ -90,8 +90,7 @@ def main() -> None:
         },
         "cost": cost_ratios(args.repeats),
     }
-    with open(out, "w") as f:
-        json.dump(doc, f, indent=1)
+    write_result(out, doc, indent=1)
     print(json.dumps({k: doc[k] for k in ("study", "cost")}, indent=1))
 
 
