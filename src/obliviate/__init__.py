@@ -14,9 +14,8 @@ Example:
     True
 """
 
-__version__ = "0.1.0"
-
 from . import errors
+from ._version import __version__
 from .data import DatasetSplits, Scenario, from_arrays, from_dataset, load_dataset
 from .evaluation import Evaluation, evaluate
 from .methods import METHODS, UnlearningMethod, UnlearningResult, get_method, register_method, unlearn

@@ -33,10 +33,10 @@ from torch import nn
 from .._utils import model_device, resolve_device
 from ..data.base import Subset, iterate_batches
 from ..data.scenario import Scenario
+from ..hessian import sigma_of, top_eigenvalue
 from ..recording import Recording, logit_loss, naive_retrain
 from .functional.divergence import weight_distance
 from .functional.unrolling import unlearning_error as ue_formula
-from .hessian import sigma_of, top_eigenvalue
 
 __all__ = ["verification_errors", "unlearning_error_terms"]
 

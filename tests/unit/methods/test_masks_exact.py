@@ -109,9 +109,7 @@ def raw_unlearn(method, model, scenario, masks, *, seed=0, recording=None):
     """``method._unlearn`` on a copy of ``model`` with the RunContext ``UnlearningMethod.unlearn`` builds, but
     without its final ``restore_frozen``: what the method itself does to frozen coordinates.
     """
-    load = getattr(method, "_load_dependencies", None)
-    if load is not None:
-        load()
+    method.load_dependencies()
     dev = torch.device("cpu")
     net = copy.deepcopy(model).to(dev)
     recording = recording if method.needs_recording else None

@@ -8,8 +8,8 @@ import torch
 
 import obliviate as ob
 from obliviate.errors import InvalidConfigError, MissingDataError
+from obliviate.hessian import top_eigenvalue
 from obliviate.metrics.functional import unlearning_error
-from obliviate.metrics.hessian import top_eigenvalue
 from obliviate.metrics.privacy_risk import PrivacyRiskScorer
 from obliviate.metrics.unrolling import unlearning_error_terms, verification_errors
 from obliviate.recording import Recorder, logit_loss

@@ -11,7 +11,7 @@ import torch
 import obliviate as ob
 from obliviate.data import ArrayDataset
 from obliviate.errors import IncompatibleModelError, InvalidConfigError
-from obliviate.metrics.hessian import top_eigenvalue
+from obliviate.hessian import top_eigenvalue
 from obliviate.models.text import encode_dataset, token_dataset
 
 pytest.importorskip("transformers")
