@@ -45,6 +45,8 @@ class Evaluation:
         scenario: The scenario's name.
         model: The evaluated model (not copied), kept so this evaluation can serve as the
             ``reference`` of others.
+        forget_probs: The model's float64 softmax outputs on D_f (the divergence metrics of an
+            evaluation that uses this one as its reference read them).
     """
 
     metrics: dict[str, float]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..attacks.membership import membership_attack_accuracy
 from ..base import Metric, register_metric
 from ..context import MetricContext
 
@@ -23,7 +24,5 @@ class MiaAdversarial(Metric):
     reference_test = "tests/unit/methods/test_adversarial.py::test_mia_adversarial_on_easy_and_on_identical_distributions"
 
     def compute(self, ctx: MetricContext) -> float:
-        """``membership_attack_accuracy`` of the model (seeded by ``ctx.seed``)."""
-        from ...methods.adversarial import membership_attack_accuracy
-
+        """:func:`~obliviate.metrics.attacks.membership.membership_attack_accuracy` of the model (seeded by ``ctx.seed``)."""
         return membership_attack_accuracy(ctx.model, ctx.scenario, seed=ctx.seed, batch_size=ctx.batch_size, device=ctx.device)
