@@ -33,6 +33,7 @@ from .errors import InvalidConfigError, MissingDependencyError
 from .io import write_json
 from .methods import METHODS
 from .report import aggregate, csv_text, markdown_table, results_document, rich_table
+from .runs import DIGITS_RECIPE
 from .training import train
 
 __all__ = ["DEMO_RECIPE", "DEMO_SCENARIOS", "DemoResult", "run_demo"]
@@ -42,17 +43,8 @@ DEMO_DATASET = "digits"
 DEMO_SUBCLASS_DATASET = "digits_coarse"
 DEMO_MODEL = "cnn"
 DEMO_SCENARIOS: tuple[str, ...] = ("class:3", "random:0.1", "subclass:3")
-# The original model's recipe; the oracle retrains with exactly this.
-DEMO_RECIPE: dict[str, Any] = {
-    "epochs": 30,
-    "lr": 0.05,
-    "batch_size": 64,
-    "schedule": "cosine",
-    "optimizer": "sgd",
-    "momentum": 0.9,
-    "weight_decay": 5e-4,
-    "milestones": None,
-}
+# The original model's recipe (the digits recipe of obliviate.runs); the oracle retrains with exactly this.
+DEMO_RECIPE: dict[str, Any] = dict(DIGITS_RECIPE)
 QUICK_EPOCHS = 8
 
 
