@@ -32,6 +32,7 @@ import hashlib
 import json
 import math
 import os
+import stat
 import struct
 import time
 import warnings
@@ -161,13 +162,26 @@ def read_safetensors(data: bytes) -> tuple[dict[str, np.ndarray], dict[str, str]
     return tensors, dict(header.get("__metadata__") or {})
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
+def atomic_write(path: str | os.PathLike[str], data: bytes, *, private: bool = False) -> None:
     """Write ``data`` to ``path`` atomically: a temporary file in the same directory, flushed and
     fsync'ed, then ``os.replace`` (and the directory fsync'ed where the OS allows it).
+
+    ``private=True`` creates the temporary file with mode 0600 (``os.open`` with ``O_EXCL``: the
+    umask can only narrow it, and no other user ever sees the bytes), so ``path`` ends up 0600 even
+    when it replaces a file others could read.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
+    if private:
+        try:
+            tmp.unlink()  # a leftover of a killed write by a process with the same id
+        except FileNotFoundError:
+            pass
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+        fh = os.fdopen(os.open(tmp, flags, 0o600), "wb")
+    else:
+        fh = open(tmp, "wb")
+    with fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
@@ -182,6 +196,26 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def read_secret_file(path: str | os.PathLike[str], *, allow_insecure: bool = False) -> bytes:
+    """Read a secret file, refusing one that group or others can read (unless ``allow_insecure``).
+
+    Raises:
+        InvalidConfigError: the file does not exist, or its mode lets group or others read it.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            mode = os.fstat(fh.fileno()).st_mode  # the mode of the file actually read
+            if not allow_insecure and os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise InvalidConfigError(
+                    f"Secret file {str(path)!r} is accessible by group or others (mode {stat.S_IMODE(mode):04o}): "
+                    f"restrict it with `chmod 600 {path}`, or pass allow_insecure=True to read it anyway."
+                )
+            return fh.read()
+    except FileNotFoundError:
+        raise InvalidConfigError(f"Secret file {str(path)!r} does not exist.") from None
 
 
 class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
@@ -924,7 +958,7 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
             meta = {"format": FORMAT + "+secret", "data_sha256": self._data_digest, "model_sha256": file_digest(path)}
             if isinstance(self.random_state, (int, np.integer)):
                 meta["random_state"] = str(int(self.random_state))
-            atomic_write(secret_path, save({"noise": np.ascontiguousarray(self._b)}, metadata=meta))
+            atomic_write(secret_path, save({"noise": np.ascontiguousarray(self._b)}, metadata=meta), private=True)
         return path
 
     @classmethod
@@ -981,20 +1015,22 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
         y: Any = None,
         *,
         secret_path: str | os.PathLike[str] | None = None,
+        allow_insecure: bool = False,
     ) -> CertifiedLinearClassifier:
         """Load a saved model. Without ``X, y`` it predicts; with the training data it was fitted on
         (checked by digest) it can go on removing. ``secret_path`` restores ``b`` (for
         :meth:`gradient_residual` only) and, for a seeded fit, the seed of later retrainings'
-        noise; without it that noise comes from operating-system entropy.
+        noise; without it that noise comes from operating-system entropy. A secret file that group
+        or others can read is refused (``save`` writes it 0600) unless ``allow_insecure=True``.
 
         Raises:
-            InvalidConfigError: the file does not exist.
+            InvalidConfigError: the file does not exist, or the secret file is readable by others.
             IncompatibleModelError: not a model file, or ``X, y`` are not its training data.
         """
         path = Path(path)
         if not path.is_file():
             raise InvalidConfigError(f"Model file {str(path)!r} does not exist.")
-        secret = Path(secret_path).read_bytes() if secret_path is not None else None
+        secret = read_secret_file(secret_path, allow_insecure=allow_insecure) if secret_path is not None else None
         return cls.from_bytes(path.read_bytes(), X, y, secret=secret)
 
     def _attach(self, X: Any, y: Any) -> None:
