@@ -71,8 +71,14 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
     """Load a safetensors checkpoint into ``model`` (in place, strictly).
 
+    The checkpoint is checked before anything is copied (a refused file leaves ``model`` as it
+    was): the same keys and shapes as the model, each tensor in the model's own dtype (a float32
+    weight stored as int32 or float64 is refused, never cast; integer buffers such as BatchNorm's
+    ``num_batches_tracked`` stay integers), and only finite floating values.
+
     Raises:
-        IncompatibleModelError: not a safetensors file, or its keys/shapes differ from the model.
+        IncompatibleModelError: not a safetensors file, its keys/shapes/dtypes differ from the
+            model, or a tensor holds NaN or infinite values (the file and the tensor are named).
     """
     state = load_state_dict(path)
     expected = model.state_dict()
@@ -89,6 +95,22 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
             k = shapes[0]
             parts.append(f"shape of {k!r} is {tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the model")
         raise IncompatibleModelError(f"Checkpoint {str(path)!r} does not match {type(model).__name__}: " + "; ".join(parts) + ".")
+    dtypes = [k for k in expected if state[k].dtype != expected[k].dtype]
+    if dtypes:
+        k = dtypes[0]
+        raise IncompatibleModelError(
+            f"Checkpoint {str(path)!r} does not match {type(model).__name__}: tensor {k!r} is "
+            f"{str(state[k].dtype).removeprefix('torch.')} in the file, {str(expected[k].dtype).removeprefix('torch.')} "
+            f"in the model ({len(dtypes)} tensor(s) differ); obliviate does not cast checkpoints, convert the file first."
+        )
+    for k, v in state.items():
+        if v.is_floating_point() or v.is_complex():
+            bad = int((~torch.isfinite(v)).sum())
+            if bad:
+                raise IncompatibleModelError(
+                    f"Checkpoint {str(path)!r} is corrupt: tensor {k!r} holds {bad} non-finite value(s) (NaN or inf) "
+                    f"of {v.numel()}; the file cannot be used as model weights."
+                )
     model.load_state_dict(state, strict=True)
     return model
 

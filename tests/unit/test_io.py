@@ -169,3 +169,49 @@ def test_default_recipe_is_the_demo_recipe_on_digits_and_train_config_elsewhere(
         rng.normal(size=(20, 4)).astype("float32"), np.arange(20) % 2, rng.normal(size=(6, 4)).astype("float32"), np.arange(6) % 2
     )
     assert default_recipe(other) == TrainConfig(augment=other.augment).to_dict()
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused_naming_file_and_tensor(tmp_path):
+    from safetensors.torch import save_file
+
+    model = ob.build_model("mlp", input_shape=(1, 8, 8), num_classes=10, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    name = next(k for k, v in model.state_dict().items() if v.is_floating_point() and k.endswith("weight"))
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        state[name].view(-1)[3] = bad
+        path = tmp_path / "poisoned.safetensors"
+        save_file(state, str(path))
+        with pytest.raises(IncompatibleModelError, match=r"poisoned\.safetensors") as err:
+            load_weights(model, path)
+        msg = str(err.value)
+        assert repr(name) in msg and "non-finite" in msg and "learning rate" not in msg and "lr" not in msg.split()
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the model is left untouched
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.float64, torch.float16, torch.bool])
+def test_a_checkpoint_whose_floating_tensor_has_another_dtype_is_refused_not_cast(tmp_path, dtype):
+    from safetensors.torch import save_file
+
+    model = ob.build_model("mlp", input_shape=(1, 8, 8), num_classes=10, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name] = state[name].to(dtype)
+    path = tmp_path / "cast.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(IncompatibleModelError, match=r"cast\.safetensors") as err:
+        load_weights(model, path)
+    msg = str(err.value)
+    assert repr(name) in msg and str(dtype).removeprefix("torch.") in msg and "float32" in msg
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_integer_buffers_keep_their_integer_dtype_on_load(trained_cnn, tmp_path):
+    integer = {k: v.dtype for k, v in trained_cnn.state_dict().items() if not v.is_floating_point()}
+    assert integer  # BatchNorm's num_batches_tracked: an int64 buffer, not a floating tensor
+    path = save_model(trained_cnn, tmp_path / "m.safetensors")
+    model = ob.build_model("cnn", input_shape=(1, 8, 8), num_classes=10, seed=9)
+    load_weights(model, path)
+    assert {k: model.state_dict()[k].dtype for k in integer} == integer
+    assert all(torch.equal(trained_cnn.state_dict()[k], model.state_dict()[k]) for k in integer)
