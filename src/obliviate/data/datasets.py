@@ -292,6 +292,16 @@ def _fashion_mnist(*, root: Any = None, download: bool = False) -> DatasetSplits
 
 def _check_num_classes(owner: str, num_classes: int | None, labels: list[np.ndarray], classes: Sequence[str] | None) -> int:
     seen = max((int(a.max()) + 1 for a in labels if a.size), default=0)
+    if num_classes is None and classes is None:
+        # Inferring max(label) + 1 is only sane when the labels that occur nearly fill [0, max]: a stray
+        # huge label (10**9) or a sentinel (255 among 0..9) would otherwise make absurd, empty classes.
+        n = sum(int(a.size) for a in labels)
+        distinct = len(np.unique(np.concatenate([np.asarray(a).ravel() for a in labels]))) if n else 0
+        if seen > n or seen > 2 * distinct:
+            raise InvalidConfigError(
+                f"The labels of {owner} go up to {seen - 1}, which would make {seen} classes, but only {distinct} "
+                f"distinct labels occur in {n} samples; pass num_classes= explicitly or relabel to 0..K-1."
+            )
     if num_classes is None:
         num_classes = len(classes) if classes is not None else seen
     num_classes = check_interval(owner, "num_classes", num_classes, kind=int, low=2)

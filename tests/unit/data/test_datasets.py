@@ -668,3 +668,29 @@ def test_from_dataset_rejects_bad_input():
 
     with pytest.raises(InvalidConfigError, match="tensors"):
         from_dataset(Arrays(), Arrays())
+
+
+def test_a_huge_label_is_refused_quickly_without_allocating_class_names():
+    import time
+
+    x = np.zeros((4, 3), np.float32)
+    start = time.perf_counter()
+    with pytest.raises(InvalidConfigError, match="num_classes="):
+        from_arrays(x, [0, 1, 0, 10**9], x, [0, 1, 0, 1])
+    assert time.perf_counter() - start < 1.0
+
+
+def test_a_sentinel_label_is_refused_unless_num_classes_is_explicit():
+    n = 2000
+    y = np.arange(n) % 10
+    y[7] = 255
+    x = np.zeros((n, 3), np.float32)
+    with pytest.raises(InvalidConfigError, match="255"):
+        from_arrays(x, y, x[:10], np.arange(10))
+    ds = from_arrays(x, y, x[:10], np.arange(10), num_classes=256)
+    assert ds.num_classes == 256 and len(ds.classes) == 256
+
+
+def test_labels_missing_a_few_classes_are_still_inferred():
+    x = np.zeros((4, 3), np.float32)
+    assert from_arrays(x, [0, 2, 0, 2], x, [0, 2, 2, 0]).num_classes == 3
