@@ -283,3 +283,14 @@ class Config:
             )
         values = {**cls.presets[preset], **overrides}
         return cls.from_dict(values)
+
+
+SEED_LIMIT = 2**63
+
+
+def check_seed(owner: Any, seed: Any, *, allow_none: bool = False) -> Any:
+    """Validate a seed: an int in ``[0, 2**63)`` (what torch and numpy generators accept), or None if allowed."""
+    try:
+        return check_interval(owner, "seed", seed, kind=int, low=0, high=SEED_LIMIT, closed="left", allow_none=allow_none)
+    except InvalidConfigError:
+        raise _fail(owner, "seed", "an int in [0, 2**63)" + (" or None" if allow_none else ""), seed) from None

@@ -270,7 +270,7 @@ CASES: list[Case] = [
         "seed-negative",
         InvalidConfigError,
         lambda c: ob.unlearn(c.model(), c.sc, "ssd", seed=-1),
-        ("'seed'", "[0, inf)", "got -1"),
+        ("'seed'", "[0, 2**63)", "got -1"),
         lambda c: c.unlearn_args("--seed", "-1"),
     ),
     Case(
@@ -325,6 +325,22 @@ CASES: list[Case] = [
         lambda c: ob.train(c.model(), c.sc.train, epochs=1, lr=0),
         ("'lr'", "got 0"),
         lambda c: c.train_args("--lr", "0"),
+    ),
+    Case(
+        "seed-too-large",
+        InvalidConfigError,
+        lambda c: ob.unlearn(c.model(), c.sc, "ssd", seed=2**70),
+        ("'seed'", "[0, 2**63)", f"got {2**70}"),
+        lambda c: c.unlearn_args("--seed", "99999999999999999999"),
+        cli_words=("'seed'", "[0, 2**63)", "got 99999999999999999999"),
+    ),
+    Case(
+        "train-seed-too-large",
+        InvalidConfigError,
+        lambda c: ob.train(c.model(), c.sc.train, epochs=1, seed=2**63),
+        ("'seed'", "[0, 2**63)", f"got {2**63}"),
+        lambda c: c.train_args("--seed", "99999999999999999999"),
+        cli_words=("'seed'", "[0, 2**63)", "got 99999999999999999999"),
     ),
     Case(
         "train-seed-negative",

@@ -81,3 +81,41 @@ def test_presets_apply_and_unknown_presets_are_named():
     assert Toy.from_preset("fast", rate=0.1) == Toy(steps=2, rate=0.1)
     with pytest.raises(UnknownNameError, match="Did you mean 'fast'"):
         Toy.from_preset("fsat")
+
+
+def _tiny():
+    import numpy as np
+
+    import obliviate as ob
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    ds = ob.from_arrays(x, np.arange(40) % 2, x[:10], np.arange(10) % 2)
+    return ob, ds
+
+
+@pytest.mark.parametrize("seed", [2**70, 2**63, -1])
+def test_out_of_range_seeds_are_refused_on_entry_everywhere(seed):
+    ob, ds = _tiny()
+    from obliviate.data.scenario import parse_scenario, validation_split
+
+    model = ob.build_model("mlp", ds)
+    calls = [
+        lambda: ob.build_model("mlp", ds, seed=seed),
+        lambda: ob.train(model, ds.train, epochs=1, seed=seed),
+        lambda: ob.get_method("finetune")().unlearn(model, parse_scenario("random:0.1", ds), seed=seed),
+        lambda: ob.evaluate(model, parse_scenario("random:0.1", ds), seed=seed),
+        lambda: parse_scenario("random:0.1", ds, seed=seed),
+        lambda: validation_split(ds, seed=seed),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidConfigError, match="seed"):
+            call()
+
+
+def test_the_largest_seed_is_accepted():
+    from obliviate._validation import check_seed
+
+    assert check_seed("x", 2**63 - 1) == 2**63 - 1
+    with pytest.raises(InvalidConfigError, match="seed"):
+        check_seed("x", 2**63)

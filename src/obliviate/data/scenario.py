@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 from torch.utils.data import Dataset
 
-from .._validation import check_interval
+from .._validation import check_interval, check_seed
 from ..errors import InvalidConfigError
 from ..registry import suggest
 from .base import DatasetSplits, Subset
@@ -66,7 +66,7 @@ def validation_split(dataset: DatasetSplits, *, fraction: float = 0.1, seed: int
 
 
 def _check_seed(owner: str, seed: Any) -> int:
-    return check_interval(owner, "seed", seed, kind=int, low=0)
+    return check_seed(owner, seed)
 
 
 def _index_array(owner: str, name: str, values: Any, size: int, allow_empty: bool) -> np.ndarray:

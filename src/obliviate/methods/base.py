@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .._utils import Timer, resolve_device, seeded
-from .._validation import Config, Interval, Options, check_interval, param
+from .._validation import Config, Interval, Options, check_seed, param
 from ..data.scenario import SCENARIO_KINDS, SPLITS, Scenario, TrainingSet
 from ..errors import DivergenceError, InvalidConfigError, MissingDataError
 from ..registry import Registry
@@ -265,7 +265,7 @@ class UnlearningMethod(Config):
                 f"The 'scenario' argument of {type(self).__name__}.unlearn must be an obliviate Scenario; "
                 f"got {type(scenario).__name__}."
             )
-        seed = check_interval(type(self).__name__, "seed", seed, kind=int, low=0)
+        seed = check_seed(f"{type(self).__name__}.unlearn", seed)
         model = check_training_set(model, scenario, f"{type(self).__name__}.unlearn")
         if scenario.kind not in self.kinds:
             raise InvalidConfigError(

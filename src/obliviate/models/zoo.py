@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .._utils import model_device, require, seeded
-from .._validation import check_interval
+from .._validation import check_interval, check_seed
 from ..errors import IncompatibleModelError, InvalidConfigError
 from ..registry import Registry, suggest
 
@@ -267,7 +267,7 @@ def build_model(
             f"build_model({name!r}) needs a dataset, or both input_shape and num_classes; got dataset={dataset!r}."
         )
     classes = check_interval("build_model", "num_classes", classes, kind=int, low=2)
-    seed = check_interval("build_model", "seed", seed, kind=int, low=0)
+    seed = check_seed("build_model", seed)
     allowed = [p for p in inspect.signature(builder).parameters if p not in ("input_shape", "num_classes")]
     for key in kwargs:
         if key not in allowed:
