@@ -294,3 +294,39 @@ def check_seed(owner: Any, seed: Any, *, allow_none: bool = False) -> Any:
         return check_interval(owner, "seed", seed, kind=int, low=0, high=SEED_LIMIT, closed="left", allow_none=allow_none)
     except InvalidConfigError:
         raise _fail(owner, "seed", "an int in [0, 2**63)" + (" or None" if allow_none else ""), seed) from None
+
+
+def check_output_width(owner: str, model: Any, data: Any, num_classes: int | None = None) -> None:
+    """Refuse a model with fewer outputs than the classes of ``data`` (one forward on one sample).
+
+    ``num_classes`` defaults to ``max(data.targets) + 1`` when ``data`` has integer targets; with
+    neither, or an empty dataset, nothing is checked.
+
+    Raises:
+        IncompatibleModelError: the model's output width is below the number of classes.
+    """
+    import numpy as np
+    import torch
+
+    from ._utils import eval_mode, model_device
+    from .data.base import iterate_batches
+    from .errors import IncompatibleModelError
+
+    if not hasattr(data, "__len__") or len(data) == 0:
+        return
+    if num_classes is None:
+        targets = getattr(data, "targets", None)
+        if targets is None or len(targets) == 0:
+            return
+        num_classes = int(np.asarray(targets).max()) + 1
+    device = model_device(model)
+    one = torch.utils.data.Subset(data, [0])
+    x, _ = next(iter(iterate_batches(one, 1, device=device)))
+    with torch.no_grad(), eval_mode(model):
+        out = model(x)
+    width = int(out.shape[-1]) if out.dim() >= 1 else 1
+    if width < num_classes:
+        raise IncompatibleModelError(
+            f"The model given to {owner} has {width} outputs, but the dataset has {num_classes} classes; "
+            f"build the model with num_classes={num_classes} (e.g. ob.build_model(name, dataset))."
+        )

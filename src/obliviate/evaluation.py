@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validation import check_interval, check_seed
+from ._validation import check_interval, check_output_width, check_seed
 from .data.scenario import Scenario
 from .errors import InvalidConfigError, MissingDataError, TrainingSetMismatchError
 from .methods.base import UnlearningResult
@@ -174,6 +174,7 @@ def _evaluate(
     """:func:`evaluate` on a module whose training set has been checked."""
     batch_size = check_interval("evaluate", "batch_size", batch_size, kind=int, low=1)
     seed = check_seed("evaluate", seed)
+    check_output_width("evaluate", model, scenario.dataset.train, scenario.dataset.num_classes)
     if mia_max_samples is not None:
         mia_max_samples = check_interval("evaluate", "mia_max_samples", mia_max_samples, kind=int, low=2)
     wanted = _resolve_metrics(

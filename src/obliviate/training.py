@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ._utils import Timer, eval_mode, model_device, resolve_device, seeded
-from ._validation import Boolean, Config, Interval, IntSequence, Options, check_seed, param
+from ._validation import Boolean, Config, Interval, IntSequence, Options, check_output_width, check_seed, param
 from .data.base import Subset, iterate_batches
 from .data.scenario import TrainingSet
 from .errors import DivergenceError, IncompatibleModelError, InvalidConfigError, MissingDataError
@@ -621,6 +621,7 @@ def train(
     base = config.to_dict() if config is not None else {}
     recipe = TrainConfig.from_dict({**base, **overrides})
     seed = check_seed("train", seed)
+    check_output_width("train", model, data)
     dev = resolve_device(device)
     net = copy.deepcopy(model).to(dev)
     resolved = resolve_masks(net, masks)

@@ -119,3 +119,23 @@ def test_the_largest_seed_is_accepted():
     assert check_seed("x", 2**63 - 1) == 2**63 - 1
     with pytest.raises(InvalidConfigError, match="seed"):
         check_seed("x", 2**63)
+
+
+def test_a_model_with_too_few_outputs_is_refused_on_entry():
+    import torch.nn as nn
+
+    import obliviate as ob
+    from obliviate.data.scenario import parse_scenario
+    from obliviate.errors import IncompatibleModelError
+
+    ds = ob.load_dataset("digits")
+    sc = parse_scenario("random:0.1", ds)
+    narrow = nn.Sequential(nn.Flatten(), nn.Linear(64, 5))
+    calls = [
+        lambda: ob.train(narrow, sc.train, epochs=1),
+        lambda: ob.get_method("finetune")().unlearn(narrow, sc),
+        lambda: ob.evaluate(narrow, sc),
+    ]
+    for call in calls:
+        with pytest.raises(IncompatibleModelError, match=r"5 outputs.*10 classes"):
+            call()

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .._utils import Timer, resolve_device, seeded
-from .._validation import Config, Interval, Options, check_seed, param
+from .._validation import Config, Interval, Options, check_output_width, check_seed, param
 from ..data.scenario import SCENARIO_KINDS, SPLITS, Scenario, TrainingSet
 from ..errors import DivergenceError, InvalidConfigError, MissingDataError
 from ..registry import Registry
@@ -267,6 +267,7 @@ class UnlearningMethod(Config):
             )
         seed = check_seed(f"{type(self).__name__}.unlearn", seed)
         model = check_training_set(model, scenario, f"{type(self).__name__}.unlearn")
+        check_output_width(f"{type(self).__name__}.unlearn", model, scenario.dataset.train, scenario.dataset.num_classes)
         if scenario.kind not in self.kinds:
             raise InvalidConfigError(
                 f"{type(self).__name__} supports {', '.join(sorted(self.kinds))} scenarios; {scenario.name!r} is "
