@@ -324,7 +324,10 @@ def check_output_width(owner: str, model: Any, data: Any, num_classes: int | Non
     x, _ = next(iter(iterate_batches(one, 1, device=device)))
     with torch.no_grad(), eval_mode(model):
         out = model(x)
-    width = int(out.shape[-1]) if out.dim() >= 1 else 1
+    out = getattr(out, "logits", out)  # adapters of hub models return an output object
+    if not isinstance(out, torch.Tensor) or out.dim() < 1:
+        return
+    width = int(out.shape[-1])
     if width < num_classes:
         raise IncompatibleModelError(
             f"The model given to {owner} has {width} outputs, but the dataset has {num_classes} classes; "
