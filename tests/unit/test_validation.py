@@ -139,3 +139,12 @@ def test_a_model_with_too_few_outputs_is_refused_on_entry():
     for call in calls:
         with pytest.raises(IncompatibleModelError, match=r"5 outputs.*10 classes"):
             call()
+
+
+def test_pruning_refuses_an_out_of_range_seed():
+    import obliviate as ob
+    from obliviate.pruning import prune
+
+    model = ob.build_model("mlp", ob.load_dataset("digits"), seed=0)
+    with pytest.raises(InvalidConfigError, match=r"\[0, 2\*\*63\)"):
+        prune(model, 0.5, kind="random", seed=2**70)

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .._utils import eval_mode, require, resolve_device, seeded
-from .._validation import check_choice, check_interval
+from .._validation import check_choice, check_interval, check_seed
 from ..data import iterate_batches
 from ..errors import InvalidConfigError
 from ..models import ModelAdapter
@@ -271,7 +271,7 @@ def train_dp_extractor(
     if n == 0:
         raise InvalidConfigError("train_dp_extractor needs a non-empty dataset.")
     if seed is not None:
-        seed = check_interval(owner, "seed", seed, int, low=0)
+        seed = check_seed(owner, seed)
     dev = resolve_device(device)
 
     def draw_seed(offset: int) -> int:

@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .._utils import model_device, resolve_device
-from .._validation import check_choice, check_interval
+from .._validation import check_choice, check_interval, check_seed
 from ..data.base import Subset
 from ..data.scenario import Scenario
 from ..errors import InvalidConfigError, MissingDataError
@@ -124,7 +124,7 @@ class PrivacyRiskScorer:
             )
         config = recipe if isinstance(recipe, TrainConfig) else TrainConfig.from_dict(dict(recipe))
         shadow_models = check_interval("PrivacyRiskScorer.fit", "shadow_models", shadow_models, kind=int, low=1)
-        seed = check_interval("PrivacyRiskScorer.fit", "seed", seed, kind=int, low=0)
+        seed = check_seed("PrivacyRiskScorer.fit", seed)
         feature = check_choice("PrivacyRiskScorer.fit", "feature", feature, PRS_FEATURES)
         if legacy_unrolling_sgd and feature != "modified_entropy":
             raise InvalidConfigError(

@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .._utils import resolve_device, seeded
-from .._validation import check_interval
+from .._validation import check_interval, check_seed
 from ..errors import InvalidConfigError
 from ..training import TrainConfig, fit, lr_factor, resolve_masks
 from .masks import apply_masks, prunable_parameters, sparsity
@@ -130,7 +130,7 @@ def imp(
         raise InvalidConfigError(
             f"The 'rewind_epoch' argument of imp must be smaller than epochs={recipe.epochs}; got {rewind_epoch}."
         )
-    seed = check_interval("imp", "seed", seed, kind=int, low=0)
+    seed = check_seed("imp", seed)
     dev = resolve_device(device)
     net = copy.deepcopy(model).to(dev)
     current = {n: m.to(dev) for n, m in resolve_masks(net, masks).items()}

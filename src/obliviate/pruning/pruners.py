@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .._utils import eval_mode
-from .._validation import check_choice, check_interval
+from .._validation import check_choice, check_interval, check_seed
 from ..errors import IncompatibleModelError
 from ..models.adapter import logits_of
 from .masks import apply_masks, prunable_parameters, sparsity
@@ -245,7 +245,7 @@ def prune(
     if kind == "omp":
         new = magnitude_masks(model, sparsity_target, scope=scope, exclude=exclude, masks=masks)
     elif kind == "random":
-        gen = torch.Generator().manual_seed(check_interval("prune", "seed", seed, kind=int, low=0))
+        gen = torch.Generator().manual_seed(check_seed("prune", seed))
         new = random_masks(model, sparsity_target, generator=gen, scope=scope, exclude=exclude, masks=masks)
     else:
         if input_shape is None:

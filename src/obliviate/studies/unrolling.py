@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from .._utils import resolve_device, versions
-from .._validation import check_interval
+from .._validation import check_interval, check_seed
 from ..data import Scenario, Subset, load_dataset, validation_split
 from ..errors import InvalidConfigError, UnlearningWarning
 from ..io import write_json
@@ -150,7 +150,7 @@ def run_unrolling_study(
     from scipy.stats import pearsonr, spearmanr
 
     started = time.perf_counter()
-    seed = check_interval("run_unrolling_study", "seed", seed, kind=int, low=0)
+    seed = check_seed("run_unrolling_study", seed)
     points_grid = _grid(grid if grid is not None else (QUICK_GRID if quick else STUDY_GRID))
     dev = resolve_device(device)
     show = sys.stderr.isatty() if progress is None else progress
