@@ -170,45 +170,28 @@ def expected_charges(
     """
     small = x.shape[0] * x.shape[1] * len(rows) < _solver.SMALL_GRAM
     with _solver.single_thread() if small else contextlib.nullcontext():
-        return _expected_charges(x, y, active, w, solve, lam, loss, gamma, bound, sq_norm, rows, cg_tol)
-
-
-def _expected_charges(
-    x: np.ndarray,
-    y: np.ndarray,
-    active: np.ndarray,
-    w: np.ndarray,
-    solve: list[Any],
-    lam: float,
-    loss: Loss,
-    gamma: float,
-    bound: str,
-    sq_norm: np.ndarray,
-    rows: np.ndarray,
-    cg_tol: float,
-) -> np.ndarray:
-    total = np.zeros(len(rows))
-    xr = x[rows]
-    for k in range(w.shape[1]):
-        a = active[rows, k]
-        if not np.any(a):
-            continue
-        if bound == "worst":
-            c_grad = loss.lipschitz + lam * float(np.linalg.norm(w[:, k]))
-            n_new = max(float(active[:, k].sum()) - 1.0, 1.0)
-            total += a * (gamma * c_grad * c_grad / (lam * lam * n_new)) ** 2
-            continue
-        g = a * loss.d1(xr @ w[:, k], y[rows, k])
-        delta = xr.T * g + lam * np.outer(w[:, k], a)  # p x S
-        if isinstance(solve[k], np.ndarray):
-            step = solve[k] @ delta
-        else:
-            with _solver.single_thread():
-                step = sla.cho_solve(solve[k], delta, check_finite=False)
-        xs = (x @ step) * active[:, k : k + 1]
-        corollary = gamma * math.sqrt(sq_norm[k]) * np.linalg.norm(step, axis=0) * np.linalg.norm(xs, axis=0)
-        total += corollary * corollary
-    return np.sqrt(total) * (1.0 + cg_tol)
+        total = np.zeros(len(rows))
+        xr = x[rows]
+        for k in range(w.shape[1]):
+            a = active[rows, k]
+            if not np.any(a):
+                continue
+            if bound == "worst":
+                c_grad = loss.lipschitz + lam * float(np.linalg.norm(w[:, k]))
+                n_new = max(float(active[:, k].sum()) - 1.0, 1.0)
+                total += a * (gamma * c_grad * c_grad / (lam * lam * n_new)) ** 2
+                continue
+            g = a * loss.d1(xr @ w[:, k], y[rows, k])
+            delta = xr.T * g + lam * np.outer(w[:, k], a)  # p x S
+            if isinstance(solve[k], np.ndarray):
+                step = solve[k] @ delta
+            else:
+                with _solver.single_thread():
+                    step = sla.cho_solve(solve[k], delta, check_finite=False)
+            xs = (x @ step) * active[:, k : k + 1]
+            corollary = gamma * math.sqrt(sq_norm[k]) * np.linalg.norm(step, axis=0) * np.linalg.norm(xs, axis=0)
+            total += corollary * corollary
+        return np.sqrt(total) * (1.0 + cg_tol)
 
 
 def _predict(x: np.ndarray, w: np.ndarray) -> np.ndarray:

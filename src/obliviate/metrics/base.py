@@ -26,15 +26,13 @@ False
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from ..errors import InvalidConfigError
 from ..registry import Registry
-
-if TYPE_CHECKING:
-    from .context import MetricContext
 
 __all__ = ["INPUTS", "METRICS", "Metric", "MetricRegistry", "register_metric"]
 
@@ -60,7 +58,7 @@ INPUTS: tuple[str, ...] = (
 """
 
 
-class Metric:
+class Metric(abc.ABC):
     """Base class of every quality metric of :func:`obliviate.evaluate`.
 
     Subclasses set the class variables below and implement :meth:`compute`; registering one
@@ -96,16 +94,18 @@ class Metric:
     needs_reference: ClassVar[bool] = False
     reference_test: ClassVar[str] = ""
 
-    def compute(self, ctx: MetricContext) -> float:
+    @abc.abstractmethod
+    def compute(self, ctx: Any) -> float:
         """The metric's value for the model of ``ctx`` (read only what ``requires`` declares).
 
         Args:
-            ctx: The lazy bundle of model outputs and arguments built by ``evaluate``.
+            ctx: The lazy bundle of model outputs and arguments built by ``evaluate`` (a
+                :class:`~obliviate.metrics.context.MetricContext`; not imported here, because the
+                context module builds on this one).
 
         Returns:
             The value (NaN when a split it reads is empty).
         """
-        raise NotImplementedError
 
     @classmethod
     def value_bounds(cls) -> tuple[float, float]:
