@@ -484,11 +484,13 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
                 stacklevel=2,
             )
         # None: a SeedSequence from operating-system entropy (os.urandom), recorded nowhere
-        self._rng = np.random.default_rng(self.random_state)
-        noise = self._rng.standard_normal((p, k))  # drawn first: a seed gives the same b for any n
+        rng = np.random.default_rng(self.random_state)
+        # the secret of later retrainings' noise: with a seed, the seed alone must not determine it
+        self._noise_secret = os.urandom(32) if isinstance(self.random_state, (int, np.integer)) else None
+        noise = rng.standard_normal((p, k))  # drawn first: a seed gives the same b for any n
         member = np.ones((n, k))
         if params["subsample"] < 1.0:
-            keep = self._rng.random((n, k)) < params["subsample"]
+            keep = rng.random((n, k)) < params["subsample"]
             member[(self._y < 0) & ~keep] = 0.0
         self.plan_: dict[str, Any] | None = None
         if params["lam"] is None or params["sigma"] is None:
@@ -625,23 +627,42 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
             )
         return uniq
 
-    def remove(self, indices: Any) -> RemovalReport:
+    def remove(self, indices: Any, *, allow_single_class: bool = False) -> RemovalReport:
         """Remove training rows (positions in the ``X`` given to ``fit``) with one Newton step.
 
         Several indices are removed at once as one batch (one step, a bound that grows with the
         batch size squared). The certificate is charged the step's bound (``bound=``) plus the
         leftover linear residual; if that would exceed the budget the model is retrained on the
-        remaining data with a fresh noise vector (``auto_retrain=True``) or the call fails.
+        remaining data with a fresh noise vector (``auto_retrain=True``) or the call fails. The
+        fresh noise comes from operating-system entropy; for a seeded model, from the seed and a
+        random secret kept with it in the secret file (never from public values alone).
+
+        Args:
+            indices: Row positions to remove.
+            allow_single_class: Let a binary model lose every remaining row of one of its two
+                classes (it would go on as a one-class model); refused by default.
 
         Raises:
             UnknownSampleError: an index outside ``0..n-1``.
             DuplicateRequestError: an index repeated, or already removed.
+            InvalidConfigError: a binary model would be left with one class (unless ``allow_single_class``).
             BudgetExhaustedError: over budget with ``auto_retrain=False`` (nothing changes).
         """
         check_is_fitted(self, "budget_")
         if getattr(self, "_x", None) is None:
             raise InvalidConfigError("This model was loaded without its training data; load it with X and y to remove rows.")
         idx = self._check_indices(indices)
+        if self.mode_ == "binary" and not allow_single_class:
+            left = self._active[:, 0] > 0
+            left[idx] = False
+            kept = np.unique(self._y[left, 0])
+            if kept.size < 2:
+                gone = self.classes_[0 if (kept.size and kept[0] > 0) else 1]
+                raise InvalidConfigError(
+                    f"This request removes every remaining training row of class {gone!r}: the binary model would be "
+                    "left with one class and could no longer tell the two apart. Refit on new data, or pass "
+                    "allow_single_class=True (--allow-single-class) to remove them anyway."
+                )
         start = time.perf_counter()
         params, loss = self._params, LOSSES[self._loss]
         lam, gamma = params["lam"], params["gamma"]
@@ -720,7 +741,7 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
             self._removed[idx] = True
             self.retrain_count_ += 1
             t_retrain = time.perf_counter()
-            fresh = params["sigma"] * self._rng.standard_normal(self._w.shape)  # b itself may not be loaded
+            fresh = params["sigma"] * self._retrain_rng().standard_normal(self._w.shape)  # b itself may not be loaded
             self._train(fresh, warm=True)
             t_retrain = time.perf_counter() - t_retrain
             charge, retrained = 0.0, True
@@ -749,6 +770,22 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
         )
         self.history_.append(report)
         return report
+
+    def _retrain_rng(self) -> np.random.Generator:
+        """The generator of a retraining's fresh noise, after ``retrain_count_`` and the removal were counted.
+
+        Operating-system entropy, unless the model was seeded on purpose *and* holds the random
+        secret drawn at its fit (kept, like the seed, only in the secret file): then the seed,
+        that secret and the retraining's position (retrain count, rows removed), so a seeded run
+        is reproducible by whoever holds its secret file and by nobody from the public files.
+        """
+        rs, secret = self.random_state, getattr(self, "_noise_secret", None)
+        if isinstance(rs, np.random.Generator):  # the caller's own generator (in memory only) goes on
+            return rs
+        if isinstance(rs, (int, np.integer)) and secret is not None:
+            entropy = [int(rs), int.from_bytes(secret, "big"), self.retrain_count_, self.n_removed_]
+            return np.random.default_rng(np.random.SeedSequence(entropy))
+        return np.random.default_rng()  # a SeedSequence from os.urandom, recorded nowhere
 
     def _refresh(self, j: int, active: np.ndarray, shift: float) -> None:
         d = LOSSES[self._loss].d2(self._z[:, j], self._y[:, j])
@@ -947,8 +984,8 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
         """Write the model (atomically) as safetensors. The noise ``b`` is *not* in it: it is only
         needed to compute the true residual (removals and retraining never need the old ``b``),
         and publishing it next to the weights would void the guarantee. Neither is the seed of a
-        seeded fit, which determines ``b``. ``secret_path`` writes ``b`` (and the seed, if any) to a
-        separate file, to be kept private.
+        seeded fit, which determines ``b``. ``secret_path`` writes ``b`` (and the seed with the random
+        secret of later retrainings' noise, if seeded) to a separate file (mode 0600), to be kept private.
         """
         from safetensors.numpy import save
 
@@ -958,6 +995,8 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
             meta = {"format": FORMAT + "+secret", "data_sha256": self._data_digest, "model_sha256": file_digest(path)}
             if isinstance(self.random_state, (int, np.integer)):
                 meta["random_state"] = str(int(self.random_state))
+                if getattr(self, "_noise_secret", None) is not None:
+                    meta["noise_secret"] = self._noise_secret.hex()
             atomic_write(secret_path, save({"noise": np.ascontiguousarray(self._b)}, metadata=meta), private=True)
         return path
 
@@ -994,6 +1033,7 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
         model.budget_.load_state_dict(json.loads(meta["budget"]))
         model.history_ = [RemovalReport(**{**r, "indices": tuple(r["indices"])}) for r in json.loads(meta["history"])]
         model._b = None
+        model._noise_secret = None
         if secret is not None:
             s_tensors, s_meta = read_safetensors(secret)
             if s_meta.get("data_sha256") != model._data_digest or s_tensors["noise"].shape != model._w.shape:
@@ -1001,6 +1041,8 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
             model._b = np.array(s_tensors["noise"], dtype=np.float64)
             if "random_state" in s_meta:  # a seeded fit: its seed continues the retraining stream
                 model.random_state = int(s_meta["random_state"])
+                # without the secret (a file from an older version) the retrainings draw from the OS
+                model._noise_secret = bytes.fromhex(s_meta["noise_secret"]) if "noise_secret" in s_meta else None
         if X is not None:
             if y is None:
                 raise InvalidConfigError("load() needs y together with X to resume removals.")
@@ -1058,11 +1100,6 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
             shift = lam * float(self._active[:, j].sum())
             d = LOSSES[self._loss].d2(self._z[:, j], self._y[:, j])
             self._prec.append(_solver.Preconditioner(_solver.weighted_gram(self._x, self._active[:, j] * d, shift), d, shift))
-        rs = self.random_state
-        # the stream of future retrainings: from the secret file's seed (never the stream that drew
-        # the original b), else operating-system entropy; nothing public determines it
-        seed = [int(rs), 1 + self.retrain_count_, self.n_removed_] if isinstance(rs, (int, np.integer)) else None
-        self._rng = np.random.default_rng(seed)
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:

@@ -5,6 +5,7 @@ Layout of a run directory::
     certified.json         what was trained: dataset, classes, feature extractor, estimator, parameters
     model.safetensors      the current model (weights, removal state, certificate; never the noise b)
     ledger.sqlite          the append-only deletion ledger (WAL mode; -wal/-shm files beside it)
+    secret.json            mode 0600: the key that authenticates the ledger's hash chain (never the seed)
     extractor.safetensors  the frozen feature extractor's weights (for "model" and "dp" features)
 
 Sample ids are indices into the dataset's train split (the whole split, or the rows of the chosen
@@ -17,14 +18,32 @@ file, fsync, ``os.replace``); (3) the ledger records ``committed``. A process ki
 steps leaves a pending request that the next :meth:`CertifiedRun.open` resolves from the file on
 disk (the new digest: roll forward; the old one: roll back; anything else: error), so the model
 file and the ledger always agree on what was removed. The environment variable
-``OBLIVIATE_CRASH_AT`` (``after_prepare`` or ``after_replace``) kills the process at that point;
-it exists for the crash tests.
+``OBLIVIATE_CRASH_AT`` (``after_prepare`` or ``after_replace`` in a removal, ``fit_after_spec`` or
+``fit_after_prepare`` in a fit) kills the process at that point; it exists for the crash tests.
+
+Tamper evidence: the ledger is a hash chain whose head is authenticated with the key in
+``secret.json`` (see :mod:`obliviate.ledger.ledger`). :meth:`CertifiedRun.status` recomputes the
+chain and cross-checks what the ledger certifies (the removed ids, beta and retraining of each
+request, the retrain count, epsilon spent) against what the model file carries; a mismatch is
+reported as ``ledger_consistent: false`` with a ``reason``, and a removal refuses such a run.
+
+States of a directory: *empty* (no run file), *complete* (``certified.json``, ``ledger.sqlite`` and
+``model.safetensors``), or *incomplete*: some of the run's files but not all of them, which a fit
+stopped before it finished leaves behind. ``fit`` refuses an incomplete directory and ``status`` and
+``remove`` report it, all with the same words: delete the folder and fit again.
+
+Access: :meth:`CertifiedRun.open` with ``read_only=True`` (what ``obliviate certified status``
+uses) needs only read access: it opens the ledger read-only, takes no lock file, resolves nothing
+and reports a pending request instead. A removal needs write access to the directory and says so
+in one line when it lacks it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import math
 import os
 import signal
 import sys
@@ -40,7 +59,7 @@ from .._utils import versions
 from ..data import DatasetSplits, Subset, load_dataset
 from ..errors import BudgetExhaustedError, IncompatibleModelError, InvalidConfigError, LedgerError
 from ..io import load_weights, read_json, save_model, write_json
-from ..ledger import DeletionLedger, DeletionRequest
+from ..ledger import DeletionLedger, DeletionRequest, new_key
 from .features import RawFeatures, TorchFeatures, train_dp_extractor
 from .model import (
     CertifiedLinearClassifier,
@@ -49,14 +68,18 @@ from .model import (
     RemovalReport,
     atomic_write,
     file_digest,
+    read_secret_file,
 )
 
-__all__ = ["CertifiedRun", "fit_run", "SPEC_FILE", "MODEL_FILE", "LEDGER_FILE", "EXTRACTOR_FILE", "CRASH_ENV"]
+__all__ = ["CertifiedRun", "fit_run", "SPEC_FILE", "MODEL_FILE", "LEDGER_FILE", "EXTRACTOR_FILE", "SECRET_FILE", "CRASH_ENV"]
 
 SPEC_FILE = "certified.json"
 MODEL_FILE = "model.safetensors"
 LEDGER_FILE = "ledger.sqlite"
 EXTRACTOR_FILE = "extractor.safetensors"
+SECRET_FILE = "secret.json"
+SECRET_FORMAT = "obliviate.certified-secret/1"
+RUN_FILES = (SPEC_FILE, LEDGER_FILE, MODEL_FILE, SECRET_FILE, EXTRACTOR_FILE)
 CRASH_ENV = "OBLIVIATE_CRASH_AT"
 HEAD_ONLY = "linear head only: the extractor saw the removed rows"
 SCOPES = {
@@ -92,12 +115,82 @@ def _locked(run_dir: Path) -> Iterator[None]:
     except ImportError:  # pragma: no cover - Windows
         yield
         return
-    with open(run_dir / ".lock", "a+") as fh:
+    try:
+        fh = open(run_dir / ".lock", "a+")
+    except PermissionError:
+        raise _not_writable(run_dir) from None
+    with fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _shared_lock(run_dir: Path) -> Iterator[None]:
+    """A shared lock where the lock file exists and can be opened for reading; else nothing (read-only use)."""
+    try:
+        import fcntl
+
+        fh = open(run_dir / ".lock")
+    except (ImportError, OSError):
+        yield
+        return
+    with fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _not_writable(run_dir: Path) -> LedgerError:
+    return LedgerError(
+        f"Cannot change the certified run {str(run_dir)!r}: this user cannot write to the directory (a removal needs "
+        "write access; 'obliviate certified status' needs only read access)."
+    )
+
+
+def run_state(path: str | os.PathLike[str]) -> str:
+    """What a directory holds: "empty" (no run file), "complete" (spec, ledger and model file) or
+    "incomplete" (some of a run's files: a fit that was stopped before it finished).
+    """
+    path = Path(path)
+    present = {f for f in RUN_FILES if (path / f).exists()}
+    if not present:
+        return "empty"
+    return "complete" if {SPEC_FILE, LEDGER_FILE, MODEL_FILE} <= present else "incomplete"
+
+
+def _incomplete(path: Path) -> InvalidConfigError:
+    return InvalidConfigError(
+        f"{str(path)!r} holds an incomplete certified fit (the fit was stopped before it finished): delete the folder "
+        "and run 'obliviate certified fit' again."
+    )
+
+
+def _write_secret(path: Path, key: bytes) -> None:
+    data = json.dumps({"format": SECRET_FORMAT, "ledger_key": key.hex()}).encode()
+    atomic_write(path / SECRET_FILE, data, private=True)
+
+
+def _read_run_key(path: Path) -> tuple[bytes | None, str | None]:
+    """The run's ledger key from its secret file, or None and why it cannot be had."""
+    file = path / SECRET_FILE
+    if not file.exists():
+        return None, f"the run has no secret file {SECRET_FILE} (a run from an older version, or the file was deleted)"
+    try:
+        data = json.loads(read_secret_file(file))
+        if not isinstance(data, dict) or data.get("format") != SECRET_FORMAT:
+            raise ValueError
+        return bytes.fromhex(data["ledger_key"]), None
+    except InvalidConfigError as e:
+        return None, str(e).rstrip(".")
+    except PermissionError:
+        return None, f"this user cannot read the run's secret file {SECRET_FILE}"
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None, f"the run's secret file {SECRET_FILE} is not a certified-run secret file"
 
 
 def _training_rows(ds: DatasetSplits, classes: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -175,8 +268,11 @@ def fit_run(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InvalidConfigError(f"--out {str(out)!r} is a file, not a directory.")
-    if any((out / f).exists() for f in (SPEC_FILE, MODEL_FILE, LEDGER_FILE)):
+    state = run_state(out)
+    if state == "complete":
         raise InvalidConfigError(f"{str(out)!r} already holds a certified run; choose another directory.")
+    if state == "incomplete":
+        raise _incomplete(out)
     if estimator not in ESTIMATORS:
         raise InvalidConfigError(f"estimator must be one of {sorted(ESTIMATORS)}; got {estimator!r}.")
     if features not in ("raw", "model", "dp"):
@@ -244,9 +340,12 @@ def fit_run(
         "versions": versions(),
     }
     write_json(out / SPEC_FILE, spec)
+    _crash_point("fit_after_spec")
+    key = new_key()  # authenticates the ledger's chain; kept in the 0600 secret file only
+    _write_secret(out, key)
     data = model.to_bytes()
     digest = hashlib.sha256(data).hexdigest()
-    with _locked(out), DeletionLedger(out / LEDGER_FILE, create=True) as ledger:
+    with _locked(out), DeletionLedger(out / LEDGER_FILE, create=True, key=key) as ledger:
         req = ledger.prepare(
             [int(i) for i in ids],
             kind="fit",
@@ -255,9 +354,32 @@ def fit_run(
             method={"estimator": cls.__name__, "params": spec["params"], "resolved": spec["resolved"], "features": feature_spec},
             certificate=_certificate(model, None),
         )
+        _crash_point("fit_after_prepare")
         atomic_write(out / MODEL_FILE, data)
         ledger.commit(req.request_id)
     return CertifiedRun.open(out)
+
+
+def _integrity(ledger: DeletionLedger, key_problem: str | None) -> str | None:
+    """The ledger's integrity problem, worded for a run (whose key lives in its secret file)."""
+    problem = ledger.integrity_problem()
+    if problem is not None and problem.startswith("the chain head cannot be authenticated") and key_problem:
+        return f"the ledger's chain head cannot be authenticated: {key_problem}"
+    return problem
+
+
+def _read_model(path: Path) -> tuple[bytes, str]:
+    try:
+        data = (path / MODEL_FILE).read_bytes()
+    except PermissionError:
+        raise LedgerError(f"This user cannot read {str(path / MODEL_FILE)!r}.") from None
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12) or (math.isinf(a) and a == b)
 
 
 def _certificate(model: CertifiedLinearClassifier, report: RemovalReport | None) -> dict[str, Any]:
@@ -309,6 +431,10 @@ class CertifiedRun:
         self._digest = digest
         self._broken = False
         self.recovered: list[str] = []
+        self.read_only = False
+        self.problems: list[str] = []  # what a read-only open found inconsistent (status reports them)
+        self._key: bytes | None = None
+        self._key_problem: str | None = None
 
     @property
     def certificate_scope(self) -> str:
@@ -324,35 +450,72 @@ class CertifiedRun:
         )
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> CertifiedRun:
+    def open(cls, path: str | os.PathLike[str], *, read_only: bool = False) -> CertifiedRun:
         """Open a run directory, resolve pending requests, and check model and ledger agree.
 
+        Args:
+            path: The run directory.
+            read_only: Need only read access (what ``obliviate certified status`` uses): the ledger
+                is opened read-only, no lock file is created, nothing is resolved or cleaned up,
+                and what is inconsistent (a tampered or older ledger, a pending request, a model
+                that disagrees with the ledger) is collected in :attr:`problems` for
+                :meth:`status` instead of raised. Such a run cannot :meth:`remove`.
+
         Raises:
-            InvalidConfigError: not a certified run directory.
-            LedgerError: the model file and the ledger disagree beyond recovery.
+            InvalidConfigError: not a certified run directory, or an incomplete one (a fit that
+                was stopped: delete the folder and fit again).
+            LedgerError: (unless ``read_only``) the ledger fails its integrity check (edited
+                outside obliviate, or from an older version), the model file and the ledger
+                disagree beyond recovery, or the directory is not writable.
             IncompatibleModelError: the training data or extractor changed since the fit.
         """
         path = Path(path)
-        if not (path / SPEC_FILE).is_file() or not (path / LEDGER_FILE).is_file():
+        state = run_state(path)
+        if state == "empty" or not path.is_dir():
             raise InvalidConfigError(
                 f"{str(path)!r} is not a certified run directory (no {SPEC_FILE} or {LEDGER_FILE}); create one with "
                 "'obliviate certified fit'."
             )
-        spec = read_json(path / SPEC_FILE)
+        if state == "incomplete":
+            raise _incomplete(path)
+        try:
+            spec = read_json(path / SPEC_FILE)
+        except PermissionError:
+            raise LedgerError(f"This user cannot read {str(path / SPEC_FILE)!r}.") from None
         if not isinstance(spec, dict) or spec.get("format") != SPEC_FORMAT:
             raise InvalidConfigError(f"{str(path / SPEC_FILE)!r} is not a certified run spec.")
-        with _locked(path):
-            for stale in path.glob(f".{MODEL_FILE}.tmp-*"):  # a write a crash interrupted before os.replace
-                stale.unlink(missing_ok=True)
-            with DeletionLedger(path / LEDGER_FILE) as ledger:
-                digest = file_digest(path / MODEL_FILE) if (path / MODEL_FILE).is_file() else None
-                actions = ledger.recover(digest)
-                forgotten = ledger.forgotten_ids()
-            if digest is None:
-                raise LedgerError(
-                    f"{str(path)!r} has no committed model: its fit did not complete. Delete the directory and fit again."
-                )
-            data = (path / MODEL_FILE).read_bytes()
+        key, key_problem = _read_run_key(path)
+        problems: list[str] = []
+        if read_only:
+            with _shared_lock(path):
+                with DeletionLedger(path / LEDGER_FILE, key=key, read_only=True, verify=False) as ledger:
+                    problem = _integrity(ledger, key_problem)
+                    if problem:
+                        problems.append(problem)
+                    if ledger.pending():
+                        problems.append(
+                            "a request is pending (a process was stopped mid-way); the next 'obliviate certified remove' "
+                            "resolves it"
+                        )
+                    forgotten = ledger.forgotten_ids()
+                    actions: list[str] = []
+                data, digest = _read_model(path)
+        else:
+            if not os.access(path, os.W_OK):
+                raise _not_writable(path)
+            with _locked(path):
+                with DeletionLedger(path / LEDGER_FILE, key=key, verify=False) as ledger:
+                    problem = _integrity(ledger, key_problem)
+                    if problem:
+                        raise LedgerError(
+                            f"The deletion ledger of {str(path)!r} cannot be trusted: {problem}. Refusing to change the run."
+                        )
+                    for stale in path.glob(f".{MODEL_FILE}.tmp-*"):  # a write a crash interrupted before os.replace
+                        stale.unlink(missing_ok=True)
+                    digest = file_digest(path / MODEL_FILE)
+                    actions = ledger.recover(digest)
+                    forgotten = ledger.forgotten_ids()
+                data, digest = _read_model(path)
         ds = load_dataset(spec["dataset"]["name"], root=spec["dataset"].get("root"))
         ids, labels = _training_rows(ds, spec.get("classes"))
         x = cls._features(path, spec, ds, ids)
@@ -364,12 +527,18 @@ class CertifiedRun:
         model = CertifiedLinearClassifier.from_bytes(data, x, labels)
         removed = {int(s) for s in ids[model.removed_]}
         if removed != forgotten:
-            raise LedgerError(
-                f"The model has removed {len(removed)} samples but the ledger committed {len(forgotten)} removals; "
-                "the run directory was changed outside obliviate."
+            mismatch = (
+                f"the model has removed {len(removed)} samples but the ledger committed {len(forgotten)} removals; "
+                "the run directory was changed outside obliviate"
             )
+            if not read_only:
+                raise LedgerError(mismatch[0].upper() + mismatch[1:] + ".")
+            problems.append(mismatch)
         run = cls(path, spec, model, ids, digest, (x, labels, ds))
         run.recovered = actions
+        run.read_only = read_only
+        run.problems = problems
+        run._key, run._key_problem = key, key_problem
         return run
 
     @staticmethod
@@ -385,6 +554,42 @@ class CertifiedRun:
         load_weights(module, file)
         return TorchFeatures(module).transform(rows)
 
+    def _cross_check(self, entries: list[Any]) -> list[str]:
+        """What the ledger certifies against what the model file carries; one line per disagreement."""
+        m = self.model
+        out: list[str] = []
+        committed = [e for e in entries if e.status == "committed"]
+        removals = [e for e in committed if e.request.kind == "remove"]
+        removed = {int(s) for s in self.sample_ids[m.removed_]}
+        forgotten = {i for e in removals for i in e.request.sample_ids}
+        if removed != forgotten:
+            out.append(f"the model file has removed {len(removed)} samples but the ledger certifies {len(forgotten)}")
+        if len(removals) != len(m.history_):
+            out.append(f"the ledger certifies {len(removals)} removals but the model file records {len(m.history_)}")
+        else:
+            for e, r in zip(removals, m.history_, strict=True):
+                rid = e.request.request_id
+                if {int(self.sample_ids[i]) for i in r.indices} != set(e.request.sample_ids):
+                    out.append(f"request {rid!r}: the model file removed other samples than the ledger certifies")
+                if not _close(e.certificate.get("beta"), r.beta) or bool(e.retrained) != bool(r.retrained):
+                    out.append(
+                        f"request {rid!r}: the ledger certifies beta {e.certificate.get('beta')} (retrained: {e.retrained}) "
+                        f"but the model file carries beta {r.beta} (retrained: {r.retrained})"
+                    )
+        retrains = sum(bool(e.retrained) for e in removals)
+        if retrains != m.retrain_count_:
+            out.append(f"the ledger certifies {retrains} retrains but the model file carries {m.retrain_count_}")
+        if committed:
+            cert = committed[-1].certificate
+            for key, value in (
+                ("beta", m.budget_.spent),
+                ("epsilon_spent", m.budget_.epsilon_spent()),
+                ("retrain_count", m.retrain_count_),
+            ):
+                if key in cert and not _close(cert[key], value):
+                    out.append(f"the ledger certifies {key} {cert[key]} but the model file carries {key} {value}")
+        return out
+
     def _check_fresh(self) -> None:
         if self._broken:
             raise LedgerError("An earlier request on this object failed midway; open the run directory again.")
@@ -393,25 +598,47 @@ class CertifiedRun:
             raise LedgerError("The model file changed since this run was opened (another process?); open it again.")
 
     def remove(
-        self, sample_ids: Sequence[int] | np.ndarray, *, request_id: str | None = None, reason: str | None = None
+        self,
+        sample_ids: Sequence[int] | np.ndarray,
+        *,
+        request_id: str | None = None,
+        reason: str | None = None,
+        allow_single_class: bool = False,
     ) -> tuple[DeletionRequest, RemovalReport]:
         """Remove samples (train-split ids) and record the request in the ledger, crash-safely.
+
+        Args:
+            sample_ids: Train-split ids of the samples to remove.
+            request_id: Id of the request (default: generated); an aborted request's id may be used again.
+            reason: Free text recorded with the request.
+            allow_single_class: Let a binary model lose every training row of one class (it would
+                then be retrained on one class only); refused by default.
 
         Raises:
             UnknownSampleError: an id not in the training set.
             DuplicateRequestError: an id repeated or already removed, or a request id reused.
+            InvalidConfigError: the removal would leave a binary model one class (see ``allow_single_class``).
             BudgetExhaustedError: the model's ``auto_retrain`` is off and the budget would be
                 exceeded (the refusal is recorded in the ledger as an aborted request).
-            LedgerError: the run changed under this object, or a request is pending.
+            LedgerError: the run changed under this object, a request is pending, the run was
+                opened read-only or its directory is not writable, or the ledger fails its
+                integrity check.
         """
+        if self.read_only:
+            raise LedgerError("This run was opened read-only; open it with CertifiedRun.open(path) to remove samples.")
+        if not os.access(self.path, os.W_OK):
+            raise _not_writable(self.path)
         method = {"estimator": type(self.model).__name__, "params": self.spec["params"]}
-        with _locked(self.path), DeletionLedger(self.path / LEDGER_FILE) as ledger:
+        with _locked(self.path), DeletionLedger(self.path / LEDGER_FILE, key=self._key, verify=False) as ledger:
+            problem = _integrity(ledger, self._key_problem)
+            if problem:
+                raise LedgerError(f"The deletion ledger of {str(self.path)!r} cannot be trusted: {problem}. Refusing to remove.")
             self._check_fresh()
             ids = ledger.check_request(sample_ids, request_id)
             rows = np.array([self._position[i] for i in ids], dtype=np.int64)
             before = self._digest
             try:
-                report = self.model.remove(rows)
+                report = self.model.remove(rows, allow_single_class=allow_single_class)
             except BudgetExhaustedError as e:
                 ledger.record_refused(ids, digest=before, reason=reason, note=str(e), method=method, request_id=request_id)
                 raise
@@ -442,15 +669,33 @@ class CertifiedRun:
         return req, report
 
     def status(self) -> dict[str, Any]:
-        """A summary of the run: data, certificate, budget, requests, and whether all is consistent."""
+        """A summary of the run: data, certificate, budget, requests, and whether all is consistent.
+
+        Needs only read access (the ledger is opened read-only). ``ledger_consistent`` is False,
+        with the first problem in ``reason``, when the ledger fails its integrity check (edited
+        outside obliviate, no key to authenticate it, or from an older version), a request is
+        pending, the model file is not the one the ledger's last committed request produced, or
+        what the ledger certifies (removed ids, beta and retraining per request, the retrain
+        count, epsilon spent) differs from what the model file carries.
+        """
         m = self.model
-        with DeletionLedger(self.path / LEDGER_FILE) as ledger:
+        problems = list(self.problems)
+        with (
+            _shared_lock(self.path),
+            DeletionLedger(self.path / LEDGER_FILE, key=self._key, read_only=True, verify=False) as ledger,
+        ):
             entries = ledger.entries()
-            consistent = True
+            problem = _integrity(ledger, self._key_problem)
+            if problem and problem not in problems:
+                problems.append(problem)
             try:
                 ledger.verify(file_digest(self.path / MODEL_FILE))
-            except LedgerError:
-                consistent = False
+            except LedgerError as e:
+                text = str(e).rstrip(".")
+                if not any("pending" in p for p in problems) or "pending" not in text:
+                    problems.append(text[0].lower() + text[1:])
+        problems.extend(self._cross_check(entries))
+        consistent = not problems
         removals = [e for e in entries if e.request.kind == "remove"]
         keep = np.ones(len(self.sample_ids), dtype=bool)
         keep[m.removed_] = False
@@ -492,6 +737,7 @@ class CertifiedRun:
             "certificate_scope": self.certificate_scope,
             "model_sha256": self._digest,
             "ledger_consistent": consistent,
+            "reason": problems[0] if problems else None,
             "recovered": list(self.recovered),
         }
         if "privacy" in self.spec["features"]:

@@ -2,6 +2,12 @@
 
 Linear models with certified removal, a removal budget and a deletion ledger. This module only
 builds the parser and turns parsed arguments into calls; the logic lives in :mod:`obliviate.certified`.
+
+``status`` needs only read access to the run directory and exits 0 whenever it can report: a
+ledger that fails its checks (edited outside obliviate, an older version, a pending request, a
+model file that disagrees with it) is reported as ``ledger_consistent: false`` with its ``reason``.
+``remove`` refuses such a run (exit 1). A directory a stopped fit left behind is "an incomplete
+certified fit" to ``fit``, ``status`` and ``remove`` alike (exit 2: delete it and fit again).
 """
 
 from __future__ import annotations
@@ -46,7 +52,14 @@ def add_parser(sub: Any) -> None:
     cr.add_argument("--ids-file", default=None, help="file of sample ids (commas or one per line)")
     cr.add_argument("--request-id", default=None, help="id of the request (default: generated)")
     cr.add_argument("--reason", default=None, help="free text recorded with the request")
-    cs = csub.add_parser("status", help="certificate, budget, requests and consistency of a certified run")
+    cr.add_argument(
+        "--allow-single-class",
+        action="store_true",
+        help="let a binary model lose every training row of one class (refused by default)",
+    )
+    cs = csub.add_parser(
+        "status", help="certificate, budget, requests and consistency of a certified run (needs only read access)"
+    )
     cs.add_argument("run_dir", help="certified run directory")
     cs.add_argument("--json", action="store_true", help="print JSON")
 
@@ -60,23 +73,49 @@ def _classes(text: str | None) -> list[int] | None:
         raise InvalidConfigError(f"--classes expects comma-separated class indices, e.g. 3,8; got {text!r}.") from None
 
 
-def _ids(args: argparse.Namespace) -> list[int]:
-    texts = list(args.ids or [])
-    if args.ids_file:
-        path = Path(args.ids_file)
-        if not path.is_file():
-            raise InvalidConfigError(f"--ids-file {args.ids_file!r} does not exist.")
-        texts.append(path.read_text().replace("\n", ","))
+def _read_ids_file(name: str) -> str:
+    """The text of ``--ids-file`` (a regular file, or a pipe such as ``<(...)`` or ``/dev/stdin``)."""
+    path = Path(name)
+    if path.is_dir():
+        raise InvalidConfigError(f"--ids-file {name!r} is a directory, not a file of sample ids.")
+    try:
+        with open(path, "rb") as fh:  # not is_file(): a pipe is not a regular file but reads the same
+            data = fh.read()
+    except FileNotFoundError:
+        raise InvalidConfigError(f"--ids-file {name!r} does not exist.") from None
+    except PermissionError:
+        raise InvalidConfigError(f"--ids-file {name!r} cannot be read by this user.") from None
+    except OSError as e:
+        raise InvalidConfigError(f"--ids-file {name!r} cannot be read ({e.strerror or type(e).__name__}).") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidConfigError(f"--ids-file {name!r} is not a text file of sample ids.") from None
+
+
+def _parse_ids(text: str, where: str, *, echo: bool) -> list[int]:
     ids: list[int] = []
-    for text in texts:
-        for tok in text.split(","):
+    for number, line in enumerate(text.splitlines(), start=1):
+        for tok in line.split(","):
             tok = tok.strip()
             if not tok:
                 continue
             try:
                 ids.append(int(tok))
             except ValueError:
-                raise InvalidConfigError(f"Sample ids must be integers; got {tok!r}.") from None
+                if echo:  # the user typed it on the command line
+                    raise InvalidConfigError(f"Sample ids must be integers; got {tok!r}.") from None
+                # never echo a file's content: it may be any file the user can read (/etc/passwd)
+                raise InvalidConfigError(f"{where}: line {number} is not a list of integer sample ids.") from None
+    return ids
+
+
+def _ids(args: argparse.Namespace) -> list[int]:
+    ids: list[int] = []
+    for text in args.ids or []:
+        ids += _parse_ids(text, "--ids", echo=True)
+    if args.ids_file:
+        ids += _parse_ids(_read_ids_file(args.ids_file), f"--ids-file {args.ids_file!r}", echo=False)
     if not ids:
         raise InvalidConfigError("Give the samples to remove with --ids 1,2,3 or --ids-file FILE.")
     return ids
@@ -89,7 +128,7 @@ def _print_status(status: dict[str, Any], title: str) -> None:
     table.add_column("field")
     table.add_column("value", justify="right")
     for key, value in status.items():
-        if key in ("recovered",) and not value:
+        if key in ("recovered", "reason") and not value:
             continue
         text = (
             f"{value:.6g}" if isinstance(value, float) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
@@ -147,7 +186,7 @@ def remove(args: argparse.Namespace) -> int:
 
     ids = _ids(args)
     run = CertifiedRun.open(args.run_dir)
-    req, report = run.remove(ids, request_id=args.request_id, reason=args.reason)
+    req, report = run.remove(ids, request_id=args.request_id, reason=args.reason, allow_single_class=args.allow_single_class)
     for line in run.recovered:
         print(f"recovered: {line}")
     print(
@@ -162,13 +201,15 @@ def remove(args: argparse.Namespace) -> int:
 def status(args: argparse.Namespace) -> int:
     from ..certified.run import CertifiedRun
 
-    run = CertifiedRun.open(args.run_dir)
+    run = CertifiedRun.open(args.run_dir, read_only=True)
     st = run.status()
     if args.json:
         print(json.dumps(st, indent=2))
     else:
         _print_status(st, f"certified run {args.run_dir}")
-    return 0 if st["ledger_consistent"] else 1
+        if not st["ledger_consistent"]:
+            print(f"ledger inconsistent: {st['reason']}")
+    return 0  # a report, not a failure: an inconsistent ledger is what status exists to tell
 
 
 def run(args: argparse.Namespace) -> int:
