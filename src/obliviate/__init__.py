@@ -22,6 +22,7 @@ from .methods import METHODS, UnlearningMethod, UnlearningResult, get_method, re
 from .metrics import METRICS
 from .models import MODELS, ModelAdapter, build_model
 from .training import TrainConfig, TrainResult, train
+from .tuning import TuneResult, tune
 
 __all__ = [
     "METHODS",
@@ -33,6 +34,7 @@ __all__ = [
     "Scenario",
     "TrainConfig",
     "TrainResult",
+    "TuneResult",
     "UnlearningMethod",
     "UnlearningResult",
     "__version__",
@@ -45,5 +47,6 @@ __all__ = [
     "load_dataset",
     "register_method",
     "train",
+    "tune",
     "unlearn",
 ]

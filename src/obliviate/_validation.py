@@ -25,6 +25,12 @@ __all__ = [
     "Options",
     "Boolean",
     "IntSequence",
+    "SearchSpace",
+    "Log",
+    "Linear",
+    "IntRange",
+    "Choice",
+    "Range",
     "param",
     "Config",
     "check_interval",
@@ -199,9 +205,160 @@ class IntSequence(Constraint):
         return ["10,20", [20, 10], [-1], [1.5]]
 
 
-def param(default: Any, constraint: Constraint) -> Any:
-    """Declare a configuration field with its default and its :class:`Constraint`."""
-    return dataclasses.field(default=default, metadata={"constraint": constraint})
+class SearchSpace:
+    """The range a hyperparameter is searched over by :func:`obliviate.tune` (declared with ``param(search=...)``).
+
+    Subclasses: :class:`Log`, :class:`Linear`, :class:`IntRange`, :class:`Choice`. Every point of a
+    declared range must pass the field's constraint; the contract suite checks :meth:`points`.
+    """
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        """Draw a value for ``name`` from an Optuna trial."""
+        raise NotImplementedError  # abstract
+
+    def points(self) -> list[Any]:
+        """Representative values (the ends and interior points) for the contract checks."""
+        raise NotImplementedError  # abstract
+
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` lies in the range."""
+        raise NotImplementedError  # abstract
+
+    def describe(self) -> str:
+        """Human-readable form, used in messages and ``methods show``."""
+        raise NotImplementedError  # abstract
+
+    def __repr__(self) -> str:
+        return self.describe()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.describe()))
+
+
+def _number(owner: str, name: str, value: Any, kind: type) -> Any:
+    ok = (int,) if kind is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, ok) or (kind is float and not math.isfinite(value)):
+        what = "an int" if kind is int else "a finite float"
+        raise InvalidConfigError(f"The {name!r} of {owner} must be {what}; got {value!r}.")
+    return kind(value)
+
+
+class _Bounded(SearchSpace):
+    kind: type = float
+    log: bool = False
+
+    def __init__(self, low: float, high: float) -> None:
+        owner = type(self).__name__
+        self.low, self.high = _number(owner, "low", low, self.kind), _number(owner, "high", high, self.kind)
+        if not self.low < self.high:
+            raise InvalidConfigError(f"{owner} needs low < high; got low={low!r}, high={high!r}.")
+        if self.log and self.low <= 0:
+            raise InvalidConfigError(f"{owner} is a log range and needs low > 0; got low={low!r}.")
+
+    def contains(self, value: Any) -> bool:
+        return not isinstance(value, bool) and isinstance(value, (int, float)) and self.low <= value <= self.high
+
+    def points(self) -> list[Any]:
+        lo, hi = self.low, self.high
+        if self.log:
+            inner = [math.exp(math.log(lo) + f * (math.log(hi) - math.log(lo))) for f in (0.25, 0.5, 0.75)]
+        else:
+            inner = [lo + f * (hi - lo) for f in (0.25, 0.5, 0.75)]
+        if self.kind is int:
+            inner = [min(hi, max(lo, round(v))) for v in inner]
+        else:
+            inner = [min(hi, max(lo, v)) for v in inner]  # rounding of exp/log stays inside the ends
+        return sorted(set([lo, *inner, hi]))
+
+    def describe(self) -> str:
+        return f"{type(self).__name__}({self.low:g}, {self.high:g})"
+
+
+class Log(_Bounded):
+    """A float searched uniformly in log scale over ``[low, high]`` (``0 < low < high``): learning rates, α, λ."""
+
+    log = True
+
+    def suggest(self, trial: Any, name: str) -> float:
+        return float(trial.suggest_float(name, self.low, self.high, log=True))
+
+
+class Linear(_Bounded):
+    """A float searched uniformly over ``[low, high]``: fractions, ratios, momenta."""
+
+    def suggest(self, trial: Any, name: str) -> float:
+        return float(trial.suggest_float(name, self.low, self.high))
+
+
+class IntRange(_Bounded):
+    """An int searched over ``low..high`` (both included), in log scale with ``log=True``: epochs, steps, ranks."""
+
+    kind = int
+
+    def __init__(self, low: int, high: int, *, log: bool = False) -> None:
+        self.log = bool(log)
+        super().__init__(low, high)
+
+    def contains(self, value: Any) -> bool:
+        return isinstance(value, int) and super().contains(value)
+
+    def suggest(self, trial: Any, name: str) -> int:
+        return int(trial.suggest_int(name, self.low, self.high, log=self.log))
+
+    def describe(self) -> str:
+        return f"IntRange({self.low}, {self.high}{', log=True' if self.log else ''})"
+
+
+class Choice(SearchSpace):
+    """One of a few values (str, int, float, bool or None), searched as a categorical."""
+
+    def __init__(self, *values: Any) -> None:
+        if not values:
+            raise InvalidConfigError("Choice needs at least one value.")
+        bad = [v for v in values if v is not None and not isinstance(v, (str, int, float, bool))]
+        if bad:
+            raise InvalidConfigError(f"Choice values must be str, int, float, bool or None; got {bad[0]!r}.")
+        if len(set(values)) != len(values):
+            raise InvalidConfigError(f"Choice values must differ; got {values!r}.")
+        self.values = tuple(values)
+
+    def contains(self, value: Any) -> bool:
+        return any(value == v and type(value) is type(v) for v in self.values)
+
+    def points(self) -> list[Any]:
+        return list(self.values)
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        return trial.suggest_categorical(name, self.values)
+
+    def describe(self) -> str:
+        return f"Choice({', '.join(repr(v) for v in self.values)})"
+
+
+Range = Log | Linear | IntRange | Choice
+"""The search ranges ``param(search=...)`` accepts."""
+
+
+def param(default: Any, constraint: Constraint, *, search: SearchSpace | None = None) -> Any:
+    """Declare a configuration field with its default, its :class:`Constraint` and, when it is worth
+    tuning, the range :func:`obliviate.tune` searches (``search=Log(1e-4, 1e-1)``, :class:`Linear`,
+    :class:`IntRange`, :class:`Choice`).
+
+    Raises:
+        InvalidConfigError: ``search`` is not a :class:`SearchSpace`, or one of its points fails
+            ``constraint``.
+    """
+    metadata: dict[str, Any] = {"constraint": constraint}
+    if search is not None:
+        if not isinstance(search, SearchSpace):
+            raise InvalidConfigError(f"param(search=...) takes Log, Linear, IntRange or Choice; got {type(search).__name__}.")
+        for point in search.points():
+            constraint.coerce(f"the search range {search.describe()}", "search", point)
+        metadata["search"] = search
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def check_interval(owner: Any, name: str, value: Any, kind: type = float, **kw: Any) -> Any:
@@ -245,6 +402,11 @@ class Config:
     def constraints(cls) -> dict[str, Constraint]:
         """Field name -> constraint."""
         return {f.name: f.metadata["constraint"] for f in dataclasses.fields(cls) if "constraint" in f.metadata}  # type: ignore[arg-type]
+
+    @classmethod
+    def search_space(cls) -> dict[str, SearchSpace]:
+        """Field name -> the range :func:`obliviate.tune` searches, for the fields declared with ``search=``."""
+        return {f.name: f.metadata["search"] for f in dataclasses.fields(cls) if "search" in f.metadata}  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved fields as JSON-friendly values (tuples become lists)."""
