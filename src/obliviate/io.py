@@ -24,6 +24,8 @@ __all__ = [
     "load_weights",
     "save_masks",
     "load_masks",
+    "read_metadata",
+    "METADATA_KEY",
     "write_json",
     "read_json",
     "MODEL_FILE",
@@ -36,15 +38,68 @@ RUN_FILE = "run.json"
 SCENARIO_FILE = "scenario.json"
 
 
-def save_model(model: nn.Module, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> Path:
-    """Write a model's state dict (parameters and buffers) as a safetensors file."""
+METADATA_KEY = "obliviate"
+"""The one safetensors header metadata key obliviate writes: its value is the metadata as canonical
+JSON (sorted keys, no spaces). The safetensors writer keeps metadata in a hash map whose order
+changes between processes, so several keys would give different file bytes for the same model;
+one key gives the same bytes for the same tensors and metadata in every process."""
+
+
+def _canonical_metadata(metadata: dict[str, str]) -> dict[str, str]:
+    return {METADATA_KEY: json.dumps(metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=True)}
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> Path:
     from safetensors.torch import save_file
 
+    save_file(tensors, str(path), metadata=_canonical_metadata(metadata))
+    return path
+
+
+def save_model(model: nn.Module, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> Path:
+    """Write a model's state dict (parameters and buffers) as a safetensors file.
+
+    The same tensors and metadata give the same file bytes in every process: the metadata
+    (``format: obliviate`` plus ``metadata``, values as strings) is stored as canonical JSON under
+    the single header key :data:`METADATA_KEY`; :func:`read_metadata` reads it back.
+    """
     path = Path(path)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     meta = {"format": "obliviate"} | {str(k): str(v) for k, v in (metadata or {}).items()}
-    save_file(state, str(path), metadata=meta)
-    return path
+    return _save_tensors(state, path, meta)
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The metadata of a safetensors file written by obliviate, as a dict of strings.
+
+    Reads the single canonical-JSON key of current files (:data:`METADATA_KEY`) and the
+    one-key-per-entry header of files written before it; other files' header metadata is
+    returned as it is (empty when there is none).
+
+    Raises:
+        InvalidConfigError: the file does not exist.
+        IncompatibleModelError: the file is not a safetensors file, or its obliviate metadata is
+            not a JSON object of strings.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidConfigError(f"Checkpoint {str(path)!r} does not exist.")
+    try:
+        with safe_open(str(path), "pt") as f:
+            raw = dict(f.metadata() or {})
+    except Exception as e:  # safetensors raises its own error types for malformed headers
+        raise IncompatibleModelError(f"{str(path)!r} is not a safetensors file ({type(e).__name__}: {e}).") from e
+    if METADATA_KEY not in raw:
+        return raw  # the former layout: one header key per entry
+    try:
+        meta = json.loads(raw.pop(METADATA_KEY))
+    except json.JSONDecodeError as e:
+        raise IncompatibleModelError(f"The {METADATA_KEY!r} metadata of {str(path)!r} is not valid JSON: {e}.") from None
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise IncompatibleModelError(f"The {METADATA_KEY!r} metadata of {str(path)!r} must be a JSON object of strings.")
+    return {**raw, **meta}
 
 
 def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -116,14 +171,9 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
 
 
 def save_masks(masks: dict[str, torch.Tensor], path: str | os.PathLike[str]) -> Path:
-    """Write ``{parameter name: bool tensor}`` masks as safetensors."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    save_file(
-        {k: v.detach().cpu().bool().contiguous() for k, v in masks.items()}, str(path), metadata={"format": "obliviate-masks"}
-    )
-    return path
+    """Write ``{parameter name: bool tensor}`` masks as safetensors (same masks, same bytes; see :func:`save_model`)."""
+    tensors = {k: v.detach().cpu().bool().contiguous() for k, v in masks.items()}
+    return _save_tensors(tensors, Path(path), {"format": "obliviate-masks"})
 
 
 def load_masks(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

@@ -7,7 +7,17 @@ import torch
 
 import obliviate as ob
 from obliviate.errors import IncompatibleModelError, InvalidConfigError, UncheckedTrainingSetWarning
-from obliviate.io import load_masks, load_state_dict, load_weights, read_json, save_masks, save_model, write_json
+from obliviate.io import (
+    METADATA_KEY,
+    load_masks,
+    load_state_dict,
+    load_weights,
+    read_json,
+    read_metadata,
+    save_masks,
+    save_model,
+    write_json,
+)
 
 
 def test_save_and_load_round_trip_is_exact(trained_cnn, tmp_path):
@@ -15,10 +25,35 @@ def test_save_and_load_round_trip_is_exact(trained_cnn, tmp_path):
     model = ob.build_model("cnn", input_shape=(1, 8, 8), num_classes=10, seed=9)
     load_weights(model, path)
     assert all(torch.equal(a, b) for a, b in zip(trained_cnn.state_dict().values(), model.state_dict().values(), strict=True))
-    from safetensors import safe_open
+    assert read_metadata(path) == {"format": "obliviate", "note": "x"}
 
+
+def test_metadata_is_one_canonical_json_key_and_the_former_layout_still_reads(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    model = torch.nn.Linear(2, 2)
+    path = save_model(model, tmp_path / "m.safetensors", {"b": 2, "a": "x y"})
     with safe_open(str(path), "pt") as f:
-        assert f.metadata()["note"] == "x" and f.metadata()["format"] == "obliviate"
+        assert f.metadata() == {METADATA_KEY: '{"a":"x y","b":"2","format":"obliviate"}'}
+    assert read_metadata(path) == {"a": "x y", "b": "2", "format": "obliviate"}
+    masks = save_masks({"weight": torch.ones(2, 2, dtype=torch.bool)}, tmp_path / "k.safetensors")
+    assert read_metadata(masks) == {"format": "obliviate-masks"}
+    old = tmp_path / "old.safetensors"  # files written before: one header key per entry
+    save_file({"weight": torch.zeros(2)}, str(old), metadata={"format": "obliviate", "dataset": "digits"})
+    assert read_metadata(old) == {"format": "obliviate", "dataset": "digits"}
+    bare = tmp_path / "bare.safetensors"
+    save_file({"weight": torch.zeros(2)}, str(bare))
+    assert read_metadata(bare) == {}
+    for bad in ("{not json", '["list"]', '{"n": 3}'):
+        save_file({"weight": torch.zeros(2)}, str(bare), metadata={METADATA_KEY: bad})
+        with pytest.raises(IncompatibleModelError, match="metadata of"):
+            read_metadata(bare)
+    with pytest.raises(InvalidConfigError, match="does not exist"):
+        read_metadata(tmp_path / "missing.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    with pytest.raises(IncompatibleModelError, match="not a safetensors file"):
+        read_metadata(tmp_path / "junk.safetensors")
 
 
 def test_a_pickle_is_refused_and_never_unpickled(trained_cnn, tmp_path):
