@@ -657,7 +657,7 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
             left[idx] = False
             kept = np.unique(self._y[left, 0])
             if kept.size < 2:
-                gone = self.classes_[0 if (kept.size and kept[0] > 0) else 1]
+                gone = self.classes_[0 if (kept.size and kept[0] > 0) else 1].item()
                 raise InvalidConfigError(
                     f"This request removes every remaining training row of class {gone!r}: the binary model would be "
                     "left with one class and could no longer tell the two apart. Refit on new data, or pass "
