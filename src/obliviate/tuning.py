@@ -498,8 +498,8 @@ def tune(
     base = make_method(method, preset=preset, **fixed)  # validates the method, the preset and the fixed values
     cls = type(base)
     name = cls.name or cls.__name__
-    searched = search_space(cls, fixed=fixed, space=space)
     _preflight(base, scenario, recording)
+    searched = search_space(cls, fixed=fixed, space=space)
     dev = resolve_device(device)
     net = check_training_set(model, scenario, "tune")
     checked = _Checked(net, scenario.training_set)
@@ -535,8 +535,8 @@ def tune(
         search_start = time.perf_counter()
 
         def run_trial(trial: Any) -> float:
-            params = {n: rng.suggest(trial, n) for n, rng in searched.items()}
             trial.set_user_attr("started", time.perf_counter() - search_start)
+            params = {n: rng.suggest(trial, n) for n, rng in searched.items()}
             t0 = time.perf_counter()
             row: dict[str, Any] = {"status": "failed", "error": None, "seconds": None, "true_gap": None, "terms": None}
             with warnings.catch_warnings(record=True) as caught:
