@@ -52,8 +52,18 @@ builds datasets and models) and below ``methods`` (whose ``unlearn`` checks trai
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import hashlib
+import json
+import math
 import os
+import secrets
+import shutil
+import socket
+import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,6 +75,11 @@ from .data import DatasetSplits, Scenario, TrainingSet, load_dataset, parse_scen
 from .errors import InvalidConfigError, MissingDataError, TrainingSetMismatchError, UncheckedTrainingSetWarning
 from .io import MODEL_FILE, RUN_FILE, SCENARIO_FILE, load_masks, load_weights, read_json, save_masks, save_model, write_json
 
+try:  # advisory locks (POSIX); without them a claim file alone marks a directory as taken
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
 if TYPE_CHECKING:
     import torch
 
@@ -73,6 +88,10 @@ if TYPE_CHECKING:
 __all__ = [
     "RunDir",
     "Run",
+    "DirClaim",
+    "CLAIM_FILE",
+    "check_run_record",
+    "file_sha256",
     "load_run",
     "default_recipe",
     "make_origin",
@@ -94,7 +113,435 @@ DIGITS_RECIPE: dict[str, Any] = {
     "milestones": None,
 }
 
-_ORIGIN_KEYS = {"dataset", "model", "val_fraction", "val_seed"}
+# ---------------------------------------------------------------------------- claiming output directories
+CLAIM_FILE = ".obliviate-claim"
+_STAGING_PREFIX = ".obliviate-staging-"
+_CLAIM_RETRIES = 40  # x 0.05 s: how long a claim file that is still being written up is waited for
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _replace_json(path: Path, obj: Any) -> None:
+    """Write JSON to a temporary file beside ``path``, then move it over ``path`` (readers see old or new)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        write_json(tmp, obj)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def _dir_lock(path: Path) -> Any:
+    """An exclusive advisory lock on a directory for a read-modify-write of its files (waits for it)."""
+    if fcntl is None:  # pragma: no cover - Windows
+        yield
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _where(path: str | os.PathLike[str], flag: str | None) -> str:
+    return f"{flag} {str(path)!r}" if flag else repr(str(path))
+
+
+def _claim_info(fd: int) -> dict[str, Any] | None:
+    """The JSON a claimant wrote into its claim file (None while it is still empty or unreadable)."""
+    try:
+        raw = os.pread(fd, 4096, 0)
+        info = json.loads(raw.decode()) if raw else None
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _describe(info: dict[str, Any] | None) -> str:
+    if not info:
+        return "an unknown process"
+    host = info.get("host")
+    text = f"pid {info.get('pid', '?')}" + (f" on {host}" if host and host != socket.gethostname() else "")
+    return text + (f", started {info['started']}" if info.get("started") else "")
+
+
+def _existing_claim(path: Path, flag: str | None) -> InvalidConfigError | None:
+    """Why the claim file in ``path`` stops a new claim, or None when it vanished meanwhile (retry).
+
+    A claim whose lock is held belongs to a running process; one whose lock is free was left by a
+    process that stopped before finishing (a crash, ``kill -9``).
+    """
+    claim = path / CLAIM_FILE
+    where = _where(path, flag)
+    for _ in range(_CLAIM_RETRIES):
+        try:
+            fd = os.open(claim, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            return InvalidConfigError(f"Cannot read the claim file {str(claim)!r}: {e}")
+        try:
+            info = _claim_info(fd)
+            if fcntl is None:
+                return InvalidConfigError(
+                    f"{where} is claimed by {_describe(info)} ({CLAIM_FILE}); if no obliviate process is writing it, "
+                    "remove the directory and run again."
+                )
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                other = f"another {flag}" if flag else "another directory"
+                return InvalidConfigError(
+                    f"{where} is being written by another obliviate process ({_describe(info)}); choose {other} or "
+                    "wait for it to finish."
+                )
+            try:  # unlocked: released a moment ago (the file is gone or new), or abandoned
+                same = os.fstat(fd).st_ino == os.stat(claim).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                return None
+            if info is not None:
+                return InvalidConfigError(
+                    f"{where} holds an unfinished run: {CLAIM_FILE} was left by {_describe(info)}, which stopped before "
+                    "writing its results; remove the directory and run again."
+                )
+        finally:
+            os.close(fd)
+        time.sleep(0.05)  # a claimant between creating its claim file and locking it
+    return InvalidConfigError(
+        f"{where} holds an unfinished run: its {CLAIM_FILE} is empty (a process stopped while claiming it); "
+        "remove the directory and run again."
+    )
+
+
+class DirClaim:
+    """An exclusive claim on an output directory, held from before the compute until the results are written.
+
+    :meth:`acquire` creates the directory when needed and, inside it, the claim file ``.obliviate-claim``
+    exclusively (``O_CREAT | O_EXCL``), locked (``flock``) for as long as the claim is held and holding the
+    claimant's pid, host and start time. Only then are the files it guards checked, so two processes
+    writing into the same directory cannot both pass. :meth:`release` removes the claim file;
+    :meth:`abandon` also removes the directory when this claim created it and it is empty again. A
+    claim file left by a process that died (its lock is free) is reported as an unfinished run.
+
+    Use it as a context manager: an exception inside the block abandons the claim, a normal exit
+    releases it.
+
+    Args:
+        path: The claimed directory.
+        fd: The open, locked claim file.
+        created: Whether :meth:`acquire` created the directory.
+    """
+
+    def __init__(self, path: Path, fd: int, created: bool) -> None:
+        self.path = path
+        self._fd: int | None = fd
+        self.created = created
+
+    def __repr__(self) -> str:
+        return f"DirClaim({str(self.path)!r}, held={self.held})"
+
+    @property
+    def held(self) -> bool:
+        """Whether the claim is still held."""
+        return self._fd is not None
+
+    @classmethod
+    def acquire(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        flag: str | None = None,
+        occupied: Sequence[str] = (),
+        protected: Sequence[str] = (),
+        force_flag: str | None = None,
+        force: bool = False,
+    ) -> DirClaim:
+        """Claim ``path`` (created with its parents when missing) for writing.
+
+        Args:
+            path: The directory.
+            flag: The command-line flag that named it (``--out``), for the messages.
+            occupied: Files whose presence means the directory already holds a finished run (never
+                overwritten).
+            protected: Files an earlier run left that writing here would overwrite: refused unless
+                ``force``.
+            force_flag: How the user allows overwriting ``protected`` files (``--force``), for the message.
+            force: Overwrite ``protected`` files.
+
+        Raises:
+            InvalidConfigError: ``path`` is a file, cannot be created, is being written by another
+                process, holds an unfinished (crashed) run, holds one of ``occupied``, or, without
+                ``force``, one of ``protected``.
+        """
+        p = Path(path)
+        where = _where(path, flag)
+        if p.exists() and not p.is_dir():
+            raise InvalidConfigError(f"{where} is a file, not a directory.")
+        created = False
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InvalidConfigError(f"Cannot create {where}: {e}") from None
+        try:
+            p.mkdir()
+            created = True
+        except FileExistsError:
+            if not p.is_dir():
+                raise InvalidConfigError(f"{where} is a file, not a directory.") from None
+        except OSError as e:
+            raise InvalidConfigError(f"Cannot create {where}: {e}") from None
+        claim = cls._create(p, flag, created)
+        try:
+            claim._check_files(where, flag, occupied, protected, force_flag, force)
+        except BaseException:
+            claim.abandon()
+            raise
+        return claim
+
+    @classmethod
+    def _create(cls, p: Path, flag: str | None, created: bool) -> DirClaim:
+        while True:
+            try:
+                fd = os.open(p / CLAIM_FILE, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+            except FileExistsError:
+                refusal = _existing_claim(p, flag)
+                if refusal is None:
+                    continue
+                raise refusal from None
+            except OSError as e:
+                if created:
+                    with contextlib.suppress(OSError):
+                        p.rmdir()
+                raise InvalidConfigError(f"Cannot write into {_where(p, flag)}: {e}") from None
+            try:
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                info = {"pid": os.getpid(), "host": socket.gethostname(), "started": now}
+                os.write(fd, json.dumps(info).encode())
+            except BaseException:
+                os.close(fd)
+                raise
+            return cls(p, fd, created)
+
+    def _check_files(
+        self,
+        where: str,
+        flag: str | None,
+        occupied: Sequence[str],
+        protected: Sequence[str],
+        force_flag: str | None,
+        force: bool,
+    ) -> None:
+        other = f"another {flag}" if flag else "another directory"
+        if any((self.path / name).exists() for name in occupied):
+            raise InvalidConfigError(f"Run directory {str(self.path)!r} already holds a run; choose {other} or remove it first.")
+        for name in protected:
+            if (self.path / name).exists() and not force:
+                fix = f"pass {force_flag} to overwrite it, " if force_flag else ""
+                raise InvalidConfigError(
+                    f"{where} already holds {name} from an earlier run, which writing here would overwrite; "
+                    f"{fix}choose {other} or remove the file."
+                )
+
+    def staging(self) -> Path:
+        """A fresh hidden directory inside the claimed one, to write files into before :meth:`publish`."""
+        stage = self.path / f"{_STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        stage.mkdir()
+        return stage
+
+    def publish(self, stage: Path, last: Sequence[str] = ()) -> None:
+        """Move every file of ``stage`` into the claimed directory (``os.replace``; ``last`` ones last), remove ``stage``."""
+        names = sorted(p.name for p in stage.iterdir())
+        for name in [n for n in names if n not in last] + [n for n in last if n in names]:
+            os.replace(stage / name, self.path / name)
+        stage.rmdir()
+
+    def release(self) -> None:
+        """Give the claim up (the claim file is removed while still locked); a no-op once released."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path / CLAIM_FILE)
+        finally:
+            os.close(fd)
+
+    def abandon(self) -> None:
+        """Release the claim, drop any staging directory, and remove the directory if this claim created it."""
+        if self._fd is None:
+            return
+        for stage in self.path.glob(f"{_STAGING_PREFIX}{os.getpid()}-*"):
+            shutil.rmtree(stage, ignore_errors=True)
+        self.release()
+        if self.created:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()  # only when empty: nothing of anyone else's is removed
+
+    def __enter__(self) -> DirClaim:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.release()
+        else:
+            self.abandon()
+
+
+def _run_files() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(files that make a directory a run, other files a run writes)."""
+    from .pruning import MASKS_FILE
+    from .recording import RECORDING_FILE, RECORDING_META
+
+    return (RUN_FILE, MODEL_FILE), (SCENARIO_FILE, MASKS_FILE, RECORDING_FILE, RECORDING_META)
+
+
+# ---------------------------------------------------------------------------- the run-record schema
+_SEED = "an int in [0, 2**63)"
+
+
+def _is_seed(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63
+
+
+def _is_fraction(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v < 1
+
+
+def _is_name(v: Any) -> bool:
+    return isinstance(v, str) and bool(v.strip())
+
+
+def _opt(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _is_dict(v: Any) -> bool:
+    return isinstance(v, dict)
+
+
+def _is_options(v: Any) -> bool:
+    return isinstance(v, dict) and not ({"seed", "name", "dataset"} & set(v))
+
+
+def _is_training_set(v: Any) -> bool:
+    return (
+        isinstance(v, dict)
+        and _is_name(v.get("dataset"))
+        and isinstance(v.get("size"), int)
+        and not isinstance(v.get("size"), bool)
+        and v["size"] >= 0
+        and isinstance(v.get("hash"), str)
+    )
+
+
+# field -> (required, check, what it must be); nested objects are checked by _NESTED.
+_Spec = dict[str, tuple[bool, Callable[[Any], bool], str]]
+_RECORD_FIELDS: _Spec = {
+    "origin": (True, _is_dict, "an object with 'dataset', 'model', 'val_fraction' and 'val_seed'"),
+    "seed": (False, _is_seed, _SEED),
+    "kind": (False, _opt(_is_name), "a string"),
+    "method": (False, _opt(_is_name), "a method name or null"),
+    "preset": (False, _opt(_is_name), "a preset name or null"),
+    "parent": (False, _opt(_is_name), "the parent run's path or null"),
+    "parent_model_sha256": (False, _opt(_is_name), "a SHA-256 hex digest or null"),
+    "status": (False, _is_name, "a status string"),
+    "error": (False, _opt(lambda v: isinstance(v, str)), "a string or null"),
+    "params": (False, _is_dict, "an object"),
+    "metrics": (False, _is_dict, "an object"),
+    "timings": (False, _is_dict, "an object"),
+    "diagnostics": (False, _is_dict, "an object"),
+    "versions": (False, _is_dict, "an object"),
+    "scenario": (False, _opt(_is_dict), "an object or null"),
+    "train_set": (False, _opt(_is_training_set), "an object with 'dataset', 'size' and 'hash', or null"),
+    "evaluations": (False, lambda v: isinstance(v, list) and all(isinstance(e, dict) for e in v), "a list of objects"),
+}
+_ORIGIN_FIELDS: _Spec = {
+    "dataset": (True, _is_dict, "an object with 'name' (and 'root')"),
+    "model": (True, _is_dict, "an object with 'name', 'options' and 'seed'"),
+    "val_fraction": (True, _is_fraction, "a number in [0, 1)"),
+    "val_seed": (True, _is_seed, _SEED),
+    "recipe": (False, _is_dict, "an object (the training recipe)"),
+    "recording": (False, _is_dict, "an object"),
+}
+_NESTED: dict[str, _Spec] = {
+    "origin": _ORIGIN_FIELDS,
+    "origin.dataset": {
+        "name": (True, _is_name, "a registered dataset name"),
+        "root": (False, _opt(lambda v: isinstance(v, str)), "a directory or null"),
+    },
+    "origin.model": {
+        "name": (True, _is_name, "a registered model name"),
+        "options": (
+            False,
+            _is_options,
+            "an object of architecture options other than 'seed', 'name' and 'dataset' (the seed is origin.model.seed)",
+        ),
+        "seed": (False, _is_seed, _SEED),
+    },
+}
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (dict, list, str, int, float, bool, type(None))) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_run_record(record: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Check a run record (``run.json``) against the run-record schema; returns it unchanged.
+
+    Required: an ``origin`` object with ``dataset`` (``name``, optional ``root``), ``model`` (``name``,
+    optional ``options`` without ``seed``, optional ``seed``), ``val_fraction`` in [0, 1) and
+    ``val_seed``; seeds are ints in [0, 2**63). Optional fields of the record (``seed``, ``method``,
+    ``params``, ``metrics``, ``timings``, ``scenario``, ``train_set``, ``evaluations``, ...) are
+    checked for their types when present; unknown fields are allowed.
+
+    Args:
+        record: The parsed JSON.
+        path: The file it was read from (named in the error).
+
+    Raises:
+        InvalidConfigError: the first field that is missing or of the wrong type, with the file and
+            the field's dotted name.
+    """
+    file = repr(str(path))
+    if not isinstance(record, dict):
+        raise InvalidConfigError(
+            f"{file} is not an obliviate run record: expected a JSON object, got {type(record).__name__}; "
+            "recreate the run with 'obliviate train' or 'obliviate unlearn'."
+        )
+
+    def walk(obj: dict[str, Any], spec: _Spec, prefix: str) -> None:
+        for name, (required, check, what) in spec.items():
+            field = f"{prefix}{name}"
+            if name not in obj:
+                if required:
+                    raise InvalidConfigError(
+                        f"{file} is not a valid obliviate run record: field {field!r} is missing (it must be {what})."
+                    )
+                continue
+            if not check(obj[name]):
+                raise InvalidConfigError(
+                    f"{file} is not a valid obliviate run record: field {field!r} must be {what}; got {_short(obj[name])}."
+                )
+            if field in _NESTED:
+                walk(obj[name], _NESTED[field], f"{field}.")
+
+    walk(record, _RECORD_FIELDS, "")
+    return record
 
 
 def default_recipe(dataset: DatasetSplits) -> dict[str, Any]:
@@ -177,6 +624,7 @@ class RunDir:
         self.path = Path(path)
         self._record: dict[str, Any] | None = None
         self._dataset: DatasetSplits | None = None
+        self._claim: DirClaim | None = None
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -187,37 +635,83 @@ class RunDir:
     # ------------------------------------------------------------------ creating
     @staticmethod
     def check_new(path: str | os.PathLike[str], *, flag: str | None = None) -> Path:
-        """Refuse a path that is a file or already holds a run (nothing is created).
+        """Refuse a path that cannot take a new run (nothing is created or claimed).
+
+        A quick check before a long computation; :meth:`create` claims the directory and checks
+        again, atomically.
 
         Args:
             path: The directory to create.
             flag: The command-line flag that named it (``--out``), for the messages.
 
         Raises:
-            InvalidConfigError: ``path`` is a file or holds ``run.json`` / ``model.safetensors``.
+            InvalidConfigError: ``path`` is a file, holds a run (``run.json`` / ``model.safetensors``),
+                holds another run's file (``scenario.json``, masks, a recording), is being written by
+                another process, or holds an unfinished (crashed) run.
         """
         p = Path(path)
-        where = f"{flag} {str(path)!r}" if flag else repr(str(path))
+        where = _where(path, flag)
         if p.exists() and not p.is_dir():
             raise InvalidConfigError(f"{where} is a file, not a directory.")
-        if (p / RUN_FILE).exists() or (p / MODEL_FILE).exists():
-            other = f"another {flag}" if flag else "another directory"
+        occupied, protected = _run_files()
+        other = f"another {flag}" if flag else "another directory"
+        if any((p / name).exists() for name in occupied):
             raise InvalidConfigError(f"Run directory {str(path)!r} already holds a run; choose {other} or remove it first.")
+        if (p / CLAIM_FILE).exists():
+            refusal = _existing_claim(p, flag)
+            if refusal is not None:
+                raise refusal
+        for name in protected:
+            if (p / name).exists():
+                raise InvalidConfigError(
+                    f"{where} already holds {name} from an earlier run, which writing here would overwrite; "
+                    f"choose {other} or remove the file."
+                )
         return p
 
     @classmethod
     def create(cls, path: str | os.PathLike[str], *, flag: str | None = None) -> RunDir:
-        """Create an empty run directory (parents included), refusing one that holds a run.
+        """Create and claim a run directory (parents included) for the run about to be computed.
+
+        The claim (see :class:`DirClaim`) is taken atomically before anything is computed and held
+        until :meth:`save` has written the files; another process claiming the same directory
+        meanwhile is refused. Use the result as a context manager so that a failed computation
+        gives the claim up (and removes the directory it created)::
+
+            with RunDir.create("runs/new", flag="--out") as out:
+                result = ...                      # the long computation
+                out.save(result.model, record)    # writes the files, then releases the claim
 
         Raises:
-            InvalidConfigError: see :meth:`check_new`, or the directory cannot be created.
+            InvalidConfigError: the directory is a file, holds a run or another run's files, is
+                being written by another process, holds an unfinished (crashed) run, or cannot be
+                created.
         """
-        p = cls.check_new(path, flag=flag)
-        try:
-            p.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise InvalidConfigError(f"Cannot create run directory {str(path)!r}: {e}") from None
-        return cls(p)
+        occupied, protected = _run_files()
+        run = cls(path)
+        run._claim = DirClaim.acquire(path, flag=flag, occupied=occupied, protected=protected)
+        return run
+
+    def release(self) -> None:
+        """Give up the claim taken by :meth:`create` without saving (the directory stays)."""
+        if self._claim is not None:
+            self._claim.release()
+            self._claim = None
+
+    def abandon(self) -> None:
+        """Give up the claim and remove the directory if :meth:`create` made it (and it is empty)."""
+        if self._claim is not None:
+            self._claim.abandon()
+            self._claim = None
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.release()
+        else:
+            self.abandon()
 
     def save(
         self,
@@ -231,6 +725,11 @@ class RunDir:
     ) -> RunDir:
         """Write the model, and beside it the masks, the recording, the scenario and ``run.json`` (last).
 
+        The files are written into a hidden staging directory first and then moved in with
+        ``os.replace``, ``run.json`` last, so the directory never shows a half-written file and is a
+        run only once everything is in place. The claim of :meth:`create` is released afterwards; a
+        ``RunDir`` that holds no claim claims its directory first (refusing one that holds a run).
+
         Args:
             model: The model whose state dict becomes ``model.safetensors``.
             record: The run record (with its ``origin`` block) written as ``run.json``.
@@ -238,24 +737,62 @@ class RunDir:
             masks: A pruned model's masks (``masks.safetensors``).
             recording: A training recording (``recording.safetensors`` + ``recording.json``).
             metadata: String metadata stored in the safetensors header.
+
+        Raises:
+            InvalidConfigError: ``record`` is not a valid run record, or the directory cannot be claimed.
         """
         from .pruning import MASKS_FILE
 
-        self.path.mkdir(parents=True, exist_ok=True)
-        save_model(model, self.path / MODEL_FILE, metadata)
-        if masks is not None:
-            save_masks(masks, self.path / MASKS_FILE)
-        if recording is not None:
-            recording.save(self.path)
-        if scenario is not None:
-            scenario.save(self.path / SCENARIO_FILE)
-        self.write_record(record)
+        check_run_record(record, self.path / RUN_FILE)
+        if self._claim is None:
+            occupied, protected = _run_files()
+            self._claim = DirClaim.acquire(self.path, occupied=occupied, protected=protected)
+        claim = self._claim
+        try:
+            stage = claim.staging()
+            save_model(model, stage / MODEL_FILE, metadata)
+            if masks is not None:
+                save_masks(masks, stage / MASKS_FILE)
+            if recording is not None:
+                recording.save(stage)
+            if scenario is not None:
+                scenario.save(stage / SCENARIO_FILE)
+            write_json(stage / RUN_FILE, record)
+            claim.publish(stage, last=(RUN_FILE,))
+        except BaseException:
+            self.abandon()
+            raise
+        self.release()
+        self._record = None
         return self
 
     def write_record(self, record: dict[str, Any]) -> None:
-        """(Re)write ``run.json`` (NaN/inf become null)."""
-        write_json(self.path / RUN_FILE, record)
-        self._record = read_json(self.path / RUN_FILE)
+        """(Re)write ``run.json`` atomically (NaN/inf become null), after checking it against the schema."""
+        check_run_record(record, self.path / RUN_FILE)
+        _replace_json(self.path / RUN_FILE, record)
+        self._record = None
+
+    def add_evaluation(self, evaluation: dict[str, Any]) -> int:
+        """Append one evaluation to the record's ``evaluations`` list; the run's own metrics stay as written.
+
+        The list only grows: earlier entries are never changed. ``run.json`` is re-read, extended and
+        replaced atomically under an exclusive lock on the directory, so concurrent evaluations are
+        all kept.
+
+        Args:
+            evaluation: What :func:`obliviate.cli.evaluate` records: the reference (path and model
+                digest), the scenario hash, the metrics, the timings.
+
+        Returns:
+            The entry's position in the list.
+        """
+        with _dir_lock(self.path):
+            self._record = None
+            record = dict(self.record)
+            entries = [*record.get("evaluations", []), evaluation]
+            record["evaluations"] = entries
+            self.write_record(record)
+        return len(entries) - 1
 
     # ------------------------------------------------------------------ reading
     @property
@@ -265,21 +802,22 @@ class RunDir:
 
     @property
     def record(self) -> dict[str, Any]:
-        """``run.json``, checked to be an obliviate run record with an ``origin`` block.
+        """``run.json``, checked against the run-record schema (see :func:`check_run_record`).
 
         Raises:
-            InvalidConfigError: not a run directory, or its record has no ``origin`` block.
+            InvalidConfigError: not a run directory (or one still being written, or left unfinished),
+                or its record does not fit the schema (the file and the field are named).
         """
         if self._record is None:
             if not self.is_run:
+                if (self.path / CLAIM_FILE).exists():
+                    refusal = _existing_claim(self.path, None)
+                    if refusal is not None:
+                        raise InvalidConfigError(f"{str(self.path)!r} is not a run directory yet: {refusal}")
                 raise InvalidConfigError(
                     f"{str(self.path)!r} is not a run directory (no {RUN_FILE}); create one with 'obliviate train'."
                 )
-            record = read_json(self.path / RUN_FILE)
-            origin = record.get("origin") if isinstance(record, dict) else None
-            if not isinstance(origin, dict) or not _ORIGIN_KEYS <= set(origin):
-                raise InvalidConfigError(f"{str(self.path / RUN_FILE)!r} is not an obliviate run record (no 'origin' block).")
-            self._record = record
+            self._record = check_run_record(read_json(self.path / RUN_FILE), self.path / RUN_FILE)
         return self._record
 
     @property
@@ -335,7 +873,13 @@ class RunDir:
 
     def scenario_hash(self) -> str | None:
         """The hash stored in ``scenario.json`` (None without one), read without loading the dataset."""
-        return read_json(self.path / SCENARIO_FILE).get("hash") if self.has_scenario else None
+        if not self.has_scenario:
+            return None
+        data = read_json(self.path / SCENARIO_FILE)
+        digest = data.get("hash") if isinstance(data, dict) else None
+        if not isinstance(digest, str):
+            raise InvalidConfigError(f"{str(self.path / SCENARIO_FILE)!r} is not an obliviate scenario file (no 'hash').")
+        return digest
 
     def make_scenario(self, spec: str, *, seed: int | None = None) -> Scenario:
         """A scenario over the run's own validation split (so it splits the model's training set).
@@ -473,6 +1017,37 @@ def resolve_model(model: Any, owner: str) -> tuple[nn.Module, TrainingSet | None
     raise _bad_model(owner, model)
 
 
+def _check_takes_inputs(model: nn.Module, scenario: Scenario, owner: str) -> None:
+    """Refuse a model that cannot run on the scenario's inputs (a scenario built on another dataset).
+
+    One forward pass on one training sample, in eval mode and without gradients; called for models
+    whose training set is unknown (a bare ``nn.Module``), where nothing else says which dataset they
+    were built for.
+
+    Raises:
+        InvalidConfigError: the forward pass fails.
+    """
+    import torch
+
+    from ._utils import eval_mode, model_device
+    from .data.base import iterate_batches
+
+    data = scenario.dataset.train
+    if len(data) == 0:  # type: ignore[arg-type]
+        return
+    x, _ = next(iter(iterate_batches(torch.utils.data.Subset(data, [0]), 1, device=model_device(model))))
+    try:
+        with torch.no_grad(), eval_mode(model):
+            model(x)
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        reason = (str(e).strip().splitlines() or [""])[0]
+        raise InvalidConfigError(
+            f"{owner}: the model cannot take the inputs of scenario {scenario.name!r}, which is built on dataset "
+            f"{scenario.dataset.name!r} (one sample has shape {tuple(x.shape[1:])}; {type(e).__name__}: {reason}). "
+            "Build the scenario on the dataset the model was built for."
+        ) from None
+
+
 def check_training_set(model: Any, scenario: Scenario, owner: str, *, unlearned_ok: bool = False) -> nn.Module:
     """Resolve ``model`` (see :func:`resolve_model`) and check ``scenario`` splits its training set.
 
@@ -491,6 +1066,7 @@ def check_training_set(model: Any, scenario: Scenario, owner: str, *, unlearned_
     """
     net, known = resolve_model(model, owner)
     if known is None:
+        _check_takes_inputs(net, scenario, owner)
         what = "a bare nn.Module" if isinstance(model, nn.Module) else "a model trained on data of unknown origin"
         warnings.warn(
             f"{owner} got {what}, so whether scenario {scenario.name!r} splits its training set could not be "

@@ -596,7 +596,10 @@ class Scenario:
         if not isinstance(data, dict) or data.get("schema") != _SCHEMA:
             raise InvalidConfigError(f"Not an obliviate scenario file (expected schema {_SCHEMA!r}).")
         if data.get("dataset") != dataset.name:
-            raise InvalidConfigError(f"The scenario was made for dataset {data.get('dataset')!r}, not {dataset.name!r}.")
+            raise InvalidConfigError(
+                f"The scenario was made for dataset {data.get('dataset')!r}, not {dataset.name!r}; a scenario only "
+                f"fits the dataset it was built on, so build one on {dataset.name!r}."
+            )
         keys = ("forget_idx", "retain_idx", "val_idx", "test_idx")
         try:
             arrays = {k: np.asarray(data.get(k, []), dtype=np.int64) for k in keys}
@@ -618,12 +621,20 @@ class Scenario:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], dataset: DatasetSplits) -> Scenario:
-        """Read a scenario JSON file written by :meth:`save`."""
+        """Read a scenario JSON file written by :meth:`save`.
+
+        Raises:
+            InvalidConfigError: the file cannot be read, is not a scenario file, was made for another
+                dataset than ``dataset``, or its hash does not match its indices (the file is named).
+        """
         try:
             data = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise InvalidConfigError(f"Cannot read scenario file {str(path)!r}: {e}") from e
-        return cls.from_json(data, dataset)
+        try:
+            return cls.from_json(data, dataset)
+        except InvalidConfigError as e:  # name the file (a scenario saved for another dataset, an edited file)
+            raise InvalidConfigError(f"Scenario file {str(path)!r}: {e}") from None
 
     def __repr__(self) -> str:
         s = self.sizes()
