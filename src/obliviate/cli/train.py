@@ -30,10 +30,11 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train, then write the run directory (model, run record with its origin, recording)."""
+    """Claim the run directory, train, then write it (model, run record with its origin, recording)."""
     import numpy as np
 
     from ..data import Subset, load_dataset, validation_split
+    from ..errors import InvalidConfigError
     from ..models import build_model
     from ..report import run_record
     from ..runs import RunDir, default_recipe, make_origin
@@ -41,6 +42,12 @@ def run(args: argparse.Namespace) -> int:
 
     ds = load_dataset(args.dataset, root=args.root, download=args.download)
     options = parse_sets(args.model_option, "--model-option")
+    reserved = sorted({"seed", "name", "dataset"} & set(options))
+    if reserved:
+        raise InvalidConfigError(
+            f"--model-option {reserved[0]}={options[reserved[0]]!r} is not an architecture option: "
+            "name the model with --model, its dataset with --dataset and its seed with --seed."
+        )
     model = build_model(args.model, ds, seed=args.seed, **options)
     overrides = parse_sets(args.set)
     for flag, key in ((args.epochs, "epochs"), (args.lr, "lr"), (args.batch_size, "batch_size")):
@@ -50,50 +57,51 @@ def run(args: argparse.Namespace) -> int:
     val_seed = getattr(args, "val_seed", 0)
     val = validation_split(ds, fraction=args.val_fraction, seed=val_seed)
     pool = np.setdiff1d(np.arange(len(ds.train)), val)  # type: ignore[arg-type]
-    out = RunDir.create(args.out, flag="--out")
-    record = bool(getattr(args, "record", False) or getattr(args, "record_updates", False))
-    result = train(
-        model,
-        Subset(ds.train, pool, train_split_of=ds.name),
-        seed=args.seed,
-        device=args.device,
-        record=record,
-        record_updates=bool(getattr(args, "record_updates", False)),
-        **recipe,
-    )
-    metrics = {
-        "train_acc": accuracy(result.model, Subset(ds.train, pool)),
-        "val_acc": accuracy(result.model, Subset(ds.train, val)) if len(val) else None,
-        "test_acc": accuracy(result.model, ds.test),
-    }
-    origin = make_origin(
-        ds,
-        args.model,
-        options=options,
-        seed=args.seed,
-        val_fraction=args.val_fraction,
-        val_seed=val_seed,
-        recipe=result.config.to_dict(),
-        root=args.root,
-    )
-    if result.recording is not None:  # recording.safetensors + recording.json, for sgu / amnesiac
-        origin["recording"] = result.recording.summary()
-    out.save(
-        result.model,
-        run_record(
-            scenario=None,
-            method=None,
-            params=result.config.to_dict(),
+    # Claimed before the compute, held until the files are in: a second command into the same --out is refused.
+    with RunDir.create(args.out, flag="--out") as out:
+        record = bool(getattr(args, "record", False) or getattr(args, "record_updates", False))
+        result = train(
+            model,
+            Subset(ds.train, pool, train_split_of=ds.name),
             seed=args.seed,
-            metrics=metrics,
-            seconds=result.seconds,
-            kind="train",
-            origin=origin,
-            history=result.history,
-            train_set=result.training_set.to_json() if result.training_set is not None else None,
-        ),
-        recording=result.recording,
-        metadata={"dataset": ds.name, "model": args.model},
-    )
+            device=args.device,
+            record=record,
+            record_updates=bool(getattr(args, "record_updates", False)),
+            **recipe,
+        )
+        metrics = {
+            "train_acc": accuracy(result.model, Subset(ds.train, pool)),
+            "val_acc": accuracy(result.model, Subset(ds.train, val)) if len(val) else None,
+            "test_acc": accuracy(result.model, ds.test),
+        }
+        origin = make_origin(
+            ds,
+            args.model,
+            options=options,
+            seed=args.seed,
+            val_fraction=args.val_fraction,
+            val_seed=val_seed,
+            recipe=result.config.to_dict(),
+            root=args.root,
+        )
+        if result.recording is not None:  # recording.safetensors + recording.json, for sgu / amnesiac
+            origin["recording"] = result.recording.summary()
+        out.save(
+            result.model,
+            run_record(
+                scenario=None,
+                method=None,
+                params=result.config.to_dict(),
+                seed=args.seed,
+                metrics=metrics,
+                seconds=result.seconds,
+                kind="train",
+                origin=origin,
+                history=result.history,
+                train_set=result.training_set.to_json() if result.training_set is not None else None,
+            ),
+            recording=result.recording,
+            metadata={"dataset": ds.name, "model": args.model},
+        )
     print_metrics(metrics, f"trained {args.model} on {ds.name} in {result.seconds:.1f} s -> {out.path}")
     return 0

@@ -23,12 +23,13 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Unlearn, evaluate, and write the new run directory (model, masks, scenario, run record)."""
+    """Claim the new run directory, unlearn, evaluate, and write it (model, masks, scenario, run record)."""
     from ..errors import MissingDataError
     from ..evaluation import evaluate
+    from ..io import MODEL_FILE
     from ..methods import make_method
     from ..report import run_record
-    from ..runs import RunDir
+    from ..runs import RunDir, file_sha256
 
     source = RunDir(args.run_dir)
     run_ = source.load()
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     sc = source.make_scenario(args.scenario, seed=args.seed)
     hyper = source.method_params(args.method, parse_sets(args.set), preset=args.preset)  # retrain: the original recipe
     method = make_method(args.method, preset=args.preset, **hyper)  # validates before anything is written
-    RunDir.check_new(args.out, flag="--out")
+    RunDir.check_new(args.out, flag="--out")  # fail fast; create() claims it atomically below
     recording = None
     if getattr(type(method), "needs_recording", False):
         if not source.has_recording:
@@ -46,28 +47,31 @@ def run(args: argparse.Namespace) -> int:
             )
         recording = source.recording()
     masks = source.masks(run_.model)  # a pruned model's masks.safetensors, kept in every method
-    result = method.unlearn(run_, sc, seed=args.seed, device=args.device, recording=recording, masks=masks)
-    out = RunDir.create(args.out, flag="--out")
-    ev = evaluate(result, sc)
-    out.save(
-        result.model,
-        run_record(
-            scenario=sc.summary(),
-            method=args.method,
-            params=result.config,
-            seed=args.seed,
-            metrics=ev.to_dict(),
-            seconds=result.seconds,
-            diagnostics=result.diagnostics,
-            kind="unlearn",
-            preset=args.preset,
-            origin=source.origin,
-            parent=str(Path(args.run_dir)),
-            train_set=sc.retain_set.to_json(),
-        ),
-        scenario=sc,
-        masks=masks,
-        metadata={"dataset": ds.name, "method": args.method},
-    )
+    parent_digest = file_sha256(source.path / MODEL_FILE)  # lets evaluate refuse the original as a reference
+    # Claimed before the compute, held until the files are in: a second command into the same --out is refused.
+    with RunDir.create(args.out, flag="--out") as out:
+        result = method.unlearn(run_, sc, seed=args.seed, device=args.device, recording=recording, masks=masks)
+        ev = evaluate(result, sc)
+        out.save(
+            result.model,
+            run_record(
+                scenario=sc.summary(),
+                method=args.method,
+                params=result.config,
+                seed=args.seed,
+                metrics=ev.to_dict(),
+                seconds=result.seconds,
+                diagnostics=result.diagnostics,
+                kind="unlearn",
+                preset=args.preset,
+                origin=source.origin,
+                parent=str(Path(args.run_dir)),
+                parent_model_sha256=parent_digest,
+                train_set=sc.retain_set.to_json(),
+            ),
+            scenario=sc,
+            masks=masks,
+            metadata={"dataset": ds.name, "method": args.method},
+        )
     print_metrics(ev.to_dict(), f"{args.method} on {sc.name} in {result.seconds:.2f} s -> {out.path}")
     return 0
