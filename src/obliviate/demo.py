@@ -33,10 +33,10 @@ from .errors import InvalidConfigError, MissingDependencyError
 from .io import write_json
 from .methods import METHODS
 from .report import aggregate, csv_text, markdown_table, results_document, rich_table
-from .runs import DIGITS_RECIPE
+from .runs import DIGITS_RECIPE, DirClaim
 from .training import train
 
-__all__ = ["DEMO_RECIPE", "DEMO_SCENARIOS", "DemoResult", "run_demo"]
+__all__ = ["DEMO_RECIPE", "DEMO_SCENARIOS", "DEMO_FILES", "DemoResult", "run_demo", "demo_command", "claim_output"]
 
 DEMO_DATASET = "digits"
 # Sub-class scenarios run on the same digits grouped into five super-classes (pairs of digits).
@@ -46,6 +46,9 @@ DEMO_SCENARIOS: tuple[str, ...] = ("class:3", "random:0.1", "subclass:3")
 # The original model's recipe (the digits recipe of obliviate.runs); the oracle retrains with exactly this.
 DEMO_RECIPE: dict[str, Any] = dict(DIGITS_RECIPE)
 QUICK_EPOCHS = 8
+DEMO_OUT = "runs/demo"
+# What the demo writes into its output directory (an earlier demo's are overwritten only with force).
+DEMO_FILES: tuple[str, ...] = ("results.json", "results.csv", "report.md")
 
 
 @dataclass
@@ -111,7 +114,7 @@ def _installed(names: list[str], explicit: bool) -> tuple[list[str], dict[str, s
 
 def run_demo(
     *,
-    out: str | Path | None = "runs/demo",
+    out: str | Path | None = DEMO_OUT,
     methods: Sequence[str] | None = None,
     scenarios: Sequence[str] = DEMO_SCENARIOS,
     seeds: int = 1,
@@ -120,8 +123,14 @@ def run_demo(
     progress: bool | None = None,
     console: Any = None,
     sparsity: float | None = None,
+    force: bool = False,
 ) -> DemoResult:
     """Run the demo and write its results.
+
+    The output directory is claimed (see :class:`obliviate.runs.DirClaim`) once the arguments are
+    checked and before anything is trained, and held until the files are written (each moved in
+    whole); another process writing into it meanwhile is refused, and so are an earlier demo's
+    files there unless ``force``.
 
     Args:
         out: Output directory (None: write nothing).
@@ -138,9 +147,14 @@ def run_demo(
             same masks and the full recipe, and every method runs with the masks
             (Unlearn-Sparse's "prune first, then unlearn"). Records carry ``variant``
             ("dense" or e.g. "omp 50%") and tables are split by it. None: dense only.
+        force: Overwrite the results of an earlier demo in ``out`` (``--force``).
 
     Returns:
         A :class:`DemoResult`.
+
+    Raises:
+        InvalidConfigError: a bad argument, or ``out`` holds an earlier demo's files (without
+            ``force``), is being written by another process or is a file.
     """
     started = time.perf_counter()
     seeds = check_interval("run_demo", "seeds", seeds, kind=int, low=1)
@@ -150,6 +164,37 @@ def run_demo(
     sparsity = check_interval("run_demo", "sparsity", sparsity, low=0.0, high=1.0, closed="left", allow_none=True)
     dev = resolve_device(device)
     recipe = dict(DEMO_RECIPE, epochs=QUICK_EPOCHS if quick else DEMO_RECIPE["epochs"])
+    command = demo_command(
+        methods=methods, scenarios=scenarios, seeds=seeds, quick=quick, sparsity=sparsity, device=device, out=out
+    )
+    claim = claim_output(out, force=force) if out is not None else None
+    try:
+        result = _run(names, skipped, scenarios, seeds, recipe, sparsity, dev, progress, console, started)
+        if claim is not None:
+            result.out_dir = _write(claim, result, scenarios, seeds, command, str(dev))
+            _say(console, f"Wrote results.json, results.csv and report.md to {result.out_dir}")
+    except BaseException:
+        if claim is not None:
+            claim.abandon()
+        raise
+    if claim is not None:
+        claim.release()
+    return result
+
+
+def _run(
+    names: list[str],
+    skipped: dict[str, str],
+    scenarios: Sequence[str],
+    seeds: int,
+    recipe: dict[str, Any],
+    sparsity: float | None,
+    dev: Any,
+    progress: bool | None,
+    console: Any,
+    started: float,
+) -> DemoResult:
+    """The demo's runs, aggregated and printed (nothing written)."""
     variants = [(name, name, {"preset": "digits"} if "digits" in METHODS.get(name).presets else {}) for name in names]
     originals = None
     if sparsity is not None:
@@ -178,10 +223,50 @@ def run_demo(
         skipped=skipped,
     )
     _print_tables(result, scenarios, console)
-    if out is not None:
-        result.out_dir = _write(Path(out), result, scenarios, seeds, quick, str(dev))
-        _say(console, f"Wrote results.json, results.csv and report.md to {result.out_dir}")
     return result
+
+
+def demo_command(
+    *,
+    methods: Sequence[str] | None,
+    scenarios: Sequence[str],
+    seeds: int,
+    quick: bool,
+    sparsity: float | None,
+    device: str,
+    out: str | Path | None,
+) -> str:
+    """The ``obliviate demo`` command line that reproduces a run with these arguments (for the report).
+
+    Every option that differs from the command's default is named, ``--methods`` included;
+    ``--force`` is left out (it changes what may be overwritten, not the results).
+    """
+    words = ["obliviate", "demo"]
+    if methods is not None:
+        words += ["--methods", ",".join(methods)]
+    if tuple(scenarios) != DEMO_SCENARIOS:
+        words += ["--scenarios", ",".join(scenarios)]
+    if seeds != 1:
+        words += ["--seeds", str(seeds)]
+    if quick:
+        words.append("--quick")
+    if sparsity is not None:
+        words += ["--sparsity", f"{sparsity:g}"]
+    if str(device) != "auto":
+        words += ["--device", str(device)]
+    if out is not None and str(out) != DEMO_OUT:
+        words += ["--out", str(out)]
+    return shlex.join(words)
+
+
+def claim_output(out: str | Path, *, force: bool = False) -> DirClaim:
+    """Claim the demo's output directory (created when missing) until its files are written.
+
+    Raises:
+        InvalidConfigError: ``out`` is a file, is being written by another process, holds an
+            unfinished run, or holds one of :data:`DEMO_FILES` and ``force`` is false.
+    """
+    return DirClaim.acquire(out, flag="--out", protected=DEMO_FILES, force_flag="--force (force=True)", force=force)
 
 
 def _sparse_original(base: Any, sc: Any, seed: int, record: bool, *, sparsity: float, dev: Any, recipe: dict[str, Any]) -> Any:
@@ -223,14 +308,11 @@ def _print_tables(result: DemoResult, scenarios: Sequence[str], console: Any) ->
     con.print(f"demo finished in {result.seconds:.1f} s")
 
 
-def _write(out: Path, result: DemoResult, scenarios: Sequence[str], seeds: int, quick: bool, device: str) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "results.json", results_document(result.records))
-    (out / "results.csv").write_text(csv_text(result.records))
-    command = "obliviate demo" + (" --quick" if quick else "") + (f" --seeds {seeds}" if seeds > 1 else "")
-    command += f" --sparsity {result.sparsity:g}" if result.sparsity is not None else ""
-    if tuple(scenarios) != DEMO_SCENARIOS:
-        command += " --scenarios " + shlex.quote(",".join(scenarios))
+def _write(claim: DirClaim, result: DemoResult, scenarios: Sequence[str], seeds: int, command: str, device: str) -> Path:
+    """Write results.json, results.csv and report.md into a staging directory, then move them in whole."""
+    stage = claim.staging()
+    write_json(stage / "results.json", results_document(result.records))
+    (stage / "results.csv").write_text(csv_text(result.records))
     lines = [
         "# obliviate demo",
         "",
@@ -259,5 +341,6 @@ def _write(out: Path, result: DemoResult, scenarios: Sequence[str], seeds: int, 
     if result.skipped:
         lines += ["## Skipped (optional dependency not installed)", ""]
         lines += [f"- {name}: {why}" for name, why in result.skipped.items()] + [""]
-    (out / "report.md").write_text("\n".join(lines))
-    return out
+    (stage / "report.md").write_text("\n".join(lines))
+    claim.publish(stage)
+    return claim.path

@@ -2,7 +2,7 @@
 
 Commands work on run directories (``model.safetensors`` + ``run.json`` [+ ``scenario.json``]):
 
-    obliviate demo [--out DIR] [--methods a,b] [--scenarios class:3,random:0.1] [--seeds N] [--quick] [--sparsity S]
+    obliviate demo [--out DIR] [--force] [--methods a,b] [--scenarios class:3,random:0.1] [--seeds N] [--quick] [--sparsity S]
     obliviate methods [show NAME]
     obliviate train --dataset NAME [--root DIR] [--download] [--model NAME] [--epochs N] [--lr X] --out RUN_DIR
     obliviate unlearn RUN_DIR --scenario class:3 --method NAME [--preset P] [--set key=value ...] --out RUN_DIR

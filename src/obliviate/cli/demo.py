@@ -22,6 +22,7 @@ def add_parser(sub: Any) -> None:
         "--sparsity", type=float, default=None, help="also run on the original pruned to this sparsity (OMP), e.g. 0.5"
     )
     d.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    d.add_argument("--force", action="store_true", help="overwrite the results of an earlier demo in --out")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,5 +37,6 @@ def run(args: argparse.Namespace) -> int:
         quick=args.quick,
         device=args.device,
         sparsity=args.sparsity,
+        force=args.force,
     )
     return 0
