@@ -218,7 +218,7 @@ def test_unlearn_retrain_without_set_uses_the_training_recipe(oracle_dir: Path, 
 
 
 # --------------------------------------------------------------------------- evaluate
-def test_evaluate_against_reference_updates_the_record(
+def test_evaluate_against_reference_records_the_evaluation_beside_the_metrics(
     workdir: Path, ssd_dir: Path, oracle_dir: Path, digits: ob.DatasetSplits, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run_dir = workdir / "ssd_evaluated"
@@ -233,14 +233,18 @@ def test_evaluate_against_reference_updates_the_record(
 
     after = read_record(run_dir)
     check_record(after)
-    metrics = after["metrics"]
+    # issue 13 item 5: the run's own metrics and timings are never overwritten; the evaluation is appended
+    assert after["metrics"] == before["metrics"] and after["timings"] == before["timings"]
+    [entry] = after["evaluations"]
+    assert entry["reference"]["path"] == str(oracle_dir.resolve())
+    metrics = entry["metrics"]
     assert 0.0 <= metrics["avg_gap"] <= 1.0
     assert metrics["weight_distance"] > 0
     assert metrics["forget_acc"] == pytest.approx(before["metrics"]["forget_acc"])
     oracle_seconds = read_record(oracle_dir)["timings"]["seconds"]
-    assert after["timings"]["oracle_seconds"] == pytest.approx(oracle_seconds)
-    assert after["timings"]["seconds"] == pytest.approx(before["timings"]["seconds"])
-    assert after["timings"]["speedup"] == pytest.approx(oracle_seconds / before["timings"]["seconds"])
+    assert entry["timings"]["oracle_seconds"] == pytest.approx(oracle_seconds)
+    assert entry["timings"]["seconds"] == pytest.approx(before["timings"]["seconds"])
+    assert entry["timings"]["speedup"] == pytest.approx(oracle_seconds / before["timings"]["seconds"])
     assert rows["avg_gap"] == f"{100 * metrics['avg_gap']:.2f} %"  # printed as a percentage
 
     # The recorded gap is what the API computes for the two saved models.
@@ -351,6 +355,8 @@ def test_demo_quick_writes_results_csv_and_report(tmp_path: Path, capsys: pytest
     assert all(row[0] == "class:3" and row[3] == "ok" for row in rows[1:])
 
     report = (out_dir / "report.md").read_text()
+    # the recorded command reproduces the run: every option given, --methods included (issue 13 item 7)
+    assert f"Command: `obliviate demo --methods ssd,finetune --scenarios class:3 --quick --out {out_dir}`" in report
     table = [line for line in report.splitlines() if line.startswith("|")]
     assert table[0].startswith("| method |") and re.fullmatch(r"\|---\|(---:\|)+", table[1]), table[:2]
     assert [line.split("|")[1].strip() for line in table[2:]] == ["retrain", "original", "ssd", "finetune"]
