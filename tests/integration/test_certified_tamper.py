@@ -381,3 +381,49 @@ def test_the_python_api_refuses_it_too(tmp_path, ids_3_8):
     with pytest.raises(ob.errors.InvalidConfigError, match="one class"):
         run.remove(eights)
     assert run.model.n_removed_ == 0
+
+
+def _downgrade_to_v1(run_dir: Path) -> None:
+    """Rewrite the run's ledger in the format of the previous version (no chain, no head) and drop
+    its secret file: a run directory written before the ledger was chained.
+    """
+    old = sqlite3.connect(run_dir / LEDGER_FILE)
+    requests = old.execute(
+        "SELECT request_id, kind, sample_ids, received_at, reason, method FROM requests ORDER BY seq"
+    ).fetchall()
+    events = old.execute("SELECT request_id, kind, at, digest_before, digest_after, details FROM events ORDER BY seq").fetchall()
+    created = old.execute("SELECT value FROM meta WHERE key = 'created_at'").fetchone()[0]
+    old.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{run_dir / LEDGER_FILE}{suffix}").unlink(missing_ok=True)
+    (run_dir / SECRET_FILE).unlink()
+    db = sqlite3.connect(run_dir / LEDGER_FILE, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")  # as the previous version wrote it
+    db.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE requests (seq INTEGER PRIMARY KEY AUTOINCREMENT, request_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+            sample_ids TEXT NOT NULL, received_at TEXT NOT NULL, reason TEXT, method TEXT NOT NULL);
+        CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, request_id TEXT NOT NULL, kind TEXT NOT NULL,
+            at TEXT NOT NULL, digest_before TEXT, digest_after TEXT, details TEXT NOT NULL);
+        """
+    )
+    db.execute("INSERT INTO meta VALUES ('schema', 'obliviate.ledger/1'), ('created_at', ?)", (created,))
+    db.executemany(
+        "INSERT INTO requests (request_id, kind, sample_ids, received_at, reason, method) VALUES (?, ?, ?, ?, ?, ?)", requests
+    )
+    db.executemany(
+        "INSERT INTO events (request_id, kind, at, digest_before, digest_after, details) VALUES (?, ?, ?, ?, ?, ?)", events
+    )
+    db.close()
+
+
+def test_a_run_from_an_older_version_is_reported_as_unchained_and_not_changed(capsys, run_dir, ids_3_8):
+    _downgrade_to_v1(run_dir)
+    st = status(capsys, run_dir)
+    assert st["ledger_consistent"] is False and st["reason"] == "no hash chain (ledger from an older version)"
+    assert st["n_removed"] == 3 and st["requests_committed"] == 2  # still readable
+    before = (run_dir / LEDGER_FILE).read_bytes()
+    code, _out, err = run_cli(capsys, "certified", "remove", run_dir, "--ids", str(ids_3_8[5]))
+    assert code == 1 and "no hash chain (ledger from an older version)" in one_error_line(err)
+    assert (run_dir / LEDGER_FILE).read_bytes() == before
