@@ -277,11 +277,14 @@ class CertifiedLinearClassifier(ClassifierMixin, BaseEstimator):
             Newton step.
         max_cg_iter: Most conjugate-gradient iterations per removal (default 50).
         random_state: Seed (int), ``numpy.random.Generator`` or None (operating-system entropy,
-            the default) for the noise ``b``, the subsampling and the noise of later retrainings.
-            A known seed makes ``b`` known, which voids the guarantee against whoever knows it: a
-            seeded fit warns (:class:`SeededNoiseWarning`), and the seed is never written to the
-            public model file, only to the secret file (``save(secret_path=...)``). A model loaded
-            without its secret file draws the noise of its retrainings from operating-system entropy.
+            the default) for the noise ``b`` and the subsampling. A known seed makes ``b`` known,
+            which voids the guarantee against whoever knows it: a seeded fit warns
+            (:class:`SeededNoiseWarning`), and the seed is never written to the public model file,
+            only to the secret file (``save(secret_path=...)``). The fresh noise of a retraining
+            comes from operating-system entropy; for a seeded fit, from the seed together with a
+            random secret drawn at fit (``os.urandom``) and kept only in the secret file, so the
+            seed and the public counters alone never determine it, and whoever holds the secret
+            file reproduces it. A model loaded without its secret file draws it from the OS.
 
     Attributes:
         lam_, sigma_: The λ and σ in use (planned, or as given).

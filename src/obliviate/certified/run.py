@@ -403,7 +403,7 @@ class CertifiedRun:
     """An open run directory: its model (with the training data attached) and its ledger.
 
     Use :func:`fit_run` to create one and :meth:`open` to open one; opening resolves any request a
-    crashed process left pending.
+    crashed process left pending (``open(path, read_only=True)`` resolves nothing and only reports).
 
     Attributes:
         path: The run directory.
@@ -411,6 +411,8 @@ class CertifiedRun:
         model: The :class:`~obliviate.certified.CertifiedLinearClassifier`, ready to remove.
         sample_ids: Train-split index of each training row, in row order.
         recovered: What recovery did on open (one line per resolved request).
+        read_only: Opened with ``read_only=True`` (it cannot remove).
+        problems: What a read-only open found inconsistent; :meth:`status` reports them.
     """
 
     def __init__(
