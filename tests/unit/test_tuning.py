@@ -297,3 +297,16 @@ def test_the_input_models_accuracy_is_computed_once_per_model_and_scenario():
     finally:
         handle.remove()
     assert a == b and sum(seen) == len(sc.val)
+
+
+def test_proxy_with_a_reference_records_the_true_gap_and_its_cost_apart(classwise):
+    model, sc = classwise
+    reference = copy.deepcopy(model)
+    with torch.no_grad():
+        reference.head.bias[FORGET_CLASS] -= 20.0
+    ref_eval = ob.evaluate(reference, sc, metrics=["forget_acc", "retain_acc", "test_acc", "mia_efficacy"])
+    tr = ob.tune(model, sc, Knob(), n_trials=2, reference=ref_eval, progress=False)
+    assert all(t["true_gap"] is not None for t in tr.trials)
+    assert tr.trials[0]["params"]["push"] == 0.0 and tr.trials[0]["true_gap"] > 0.0  # the unchanged model is far from it
+    assert tr.comparison_seconds == pytest.approx(sum(t["gap_seconds"] for t in tr.trials)) and tr.comparison_seconds > 0
+    assert tr.seconds > tr.comparison_seconds
