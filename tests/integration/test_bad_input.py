@@ -851,3 +851,116 @@ def test_cli_refuses_with_one_line(
     assert ctx.file.read_bytes() == file_before
     assert not (ctx.tmp / "nope").exists()  # nothing was downloaded or created for a missing dataset
     assert not ctx.marker.exists(), "a checkpoint was unpickled"
+
+
+# --------------------------------------------------------------------------- certified runs
+CERTIFIED_FIT = ("certified", "fit", "--dataset", "digits", "--classes", "3,8", "--lam", "0.01", "--sigma", "10", "--seed", "0")
+
+
+@dataclass
+class CertifiedCase:
+    """A bad ``obliviate certified`` command: its arguments, exit status and words of its one line."""
+
+    id: str
+    args: Callable[[Path, Path], list[object]]  # (certified run, scratch dir) -> arguments
+    words: tuple[str, ...]
+    exit_code: int = 2
+    absent: tuple[str, ...] = ()  # what the line must not contain (e.g. a file's content)
+
+
+def _every_three(run: Path) -> list[str]:
+    """Every sample id of class 3 in a --classes 3,8 run (its sample ids are train-split indices)."""
+    return [str(i) for i in np.flatnonzero(ob.load_dataset("digits").train_targets == 3)]
+
+
+def _tampered_copy(run: Path, tmp: Path) -> Path:
+    import sqlite3
+
+    copy = Path(shutil.copytree(run, tmp / "tampered"))
+    with sqlite3.connect(copy / "ledger.sqlite") as db:
+        names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='trigger'")]
+        for name in names:
+            db.execute(f"DROP TRIGGER {name}")
+        db.execute("DELETE FROM meta WHERE rowid = (SELECT max(rowid) FROM meta)")
+    return copy
+
+
+CERTIFIED_CASES = [
+    CertifiedCase("fit-lam-negative", lambda r, t: [*CERTIFIED_FIT[:6], "--lam", "-1", "--out", t / "out"], ("'lam'", "-1")),
+    CertifiedCase("fit-sigma-zero", lambda r, t: [*CERTIFIED_FIT[:6], "--sigma", "0", "--out", t / "out"], ("'sigma'", "0.0")),
+    CertifiedCase(
+        "fit-epsilon-negative", lambda r, t: [*CERTIFIED_FIT[:6], "--epsilon", "-1", "--out", t / "out"], ("'epsilon'",)
+    ),
+    CertifiedCase(
+        "fit-delta-above-one", lambda r, t: [*CERTIFIED_FIT[:6], "--delta", "2", "--out", t / "out"], ("'delta'", "(0, 1)")
+    ),
+    CertifiedCase(
+        "fit-one-class",
+        lambda r, t: ["certified", "fit", "--dataset", "digits", "--classes", "3", "--out", t / "out"],
+        ("two distinct classes",),
+    ),
+    CertifiedCase(
+        "fit-class-not-in-dataset",
+        lambda r, t: ["certified", "fit", "--dataset", "digits", "--classes", "3,99", "--out", t / "out"],
+        ("[99]", "0..9"),
+    ),
+    CertifiedCase("fit-into-a-run", lambda r, t: [*CERTIFIED_FIT, "--out", r], ("already holds",)),
+    CertifiedCase("remove-ids-not-integers", lambda r, t: ["certified", "remove", r, "--ids", "abc"], ("integers", "'abc'")),
+    CertifiedCase("remove-id-out-of-range", lambda r, t: ["certified", "remove", r, "--ids", "999999"], ("[999999]", "not in")),
+    CertifiedCase("remove-id-negative", lambda r, t: ["certified", "remove", r, "--ids", "-1"], ("[-1]", "not in")),
+    CertifiedCase("remove-no-ids", lambda r, t: ["certified", "remove", r], ("--ids",)),
+    CertifiedCase(
+        "remove-ids-file-etc-passwd",
+        lambda r, t: ["certified", "remove", r, "--ids-file", "/etc/passwd"],
+        ("line 1", "not a list of integer sample ids"),
+        absent=("root",),
+    ),
+    CertifiedCase("remove-ids-file-directory", lambda r, t: ["certified", "remove", r, "--ids-file", t], ("is a directory",)),
+    CertifiedCase(
+        "remove-ids-file-missing", lambda r, t: ["certified", "remove", r, "--ids-file", t / "none.txt"], ("does not exist",)
+    ),
+    CertifiedCase(
+        "remove-a-whole-class-of-a-binary-model",
+        lambda r, t: ["certified", "remove", r, "--ids", ",".join(_every_three(r))],
+        ("--allow-single-class",),
+    ),
+    CertifiedCase(
+        "remove-tampered-ledger",
+        lambda r, t: ["certified", "remove", _tampered_copy(r, t), "--ids", "3"],
+        ("cannot be trusted",),
+        1,
+    ),
+    CertifiedCase("status-not-a-run", lambda r, t: ["certified", "status", t], ("not a certified run directory",)),
+]
+
+
+def _certified_snapshot(directory: Path) -> dict[str, bytes]:
+    """The run's files, less SQLite's shared-memory and write-ahead side files."""
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file() and not p.name.endswith(("-shm", "-wal"))}
+
+
+@pytest.fixture(scope="module")
+def certified_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bad_certified") / "run"
+    assert main([*CERTIFIED_FIT, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("case", CERTIFIED_CASES, ids=[c.id for c in CERTIFIED_CASES])
+def test_certified_cli_refuses_with_one_line(
+    case: CertifiedCase, certified_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _certified_snapshot(certified_run)
+    code, out, err = run_cli(capsys, case.args(certified_run, tmp_path))
+    assert code == case.exit_code, f"exit {code}; stderr:\n{err}"
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{err}"
+    assert lines[0].startswith("obliviate: error: "), lines[0]
+    for word in case.words:
+        assert word in lines[0], f"{word!r} not in {lines[0]!r}"
+    for word in case.absent:
+        assert word not in lines[0], f"{word!r} leaked into {lines[0]!r}"
+    assert out == ""
+    assert _certified_snapshot(certified_run) == before
+    assert not (tmp_path / "out").exists()
