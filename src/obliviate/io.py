@@ -25,6 +25,7 @@ __all__ = [
     "save_masks",
     "load_masks",
     "read_metadata",
+    "canonical_json",
     "METADATA_KEY",
     "write_json",
     "read_json",
@@ -45,8 +46,15 @@ changes between processes, so several keys would give different file bytes for t
 one key gives the same bytes for the same tensors and metadata in every process."""
 
 
+def canonical_json(obj: Any) -> str:
+    """``obj`` as canonical JSON: sorted keys, no spaces, ASCII, NaN/inf as null (as :func:`write_json`
+    stores them), so that equal content gives equal text (for digests and file headers).
+    """
+    return json.dumps(_clean(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
 def _canonical_metadata(metadata: dict[str, str]) -> dict[str, str]:
-    return {METADATA_KEY: json.dumps(metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=True)}
+    return {METADATA_KEY: canonical_json(metadata)}
 
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> Path:

@@ -37,6 +37,7 @@ Recordings are saved as ``recording.safetensors`` + ``recording.json`` beside a 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import os
 import warnings
@@ -53,8 +54,8 @@ from torch.utils.data import Dataset
 from ._utils import resolve_device, seeded
 from .data.base import Subset, iterate_batches, subset_root, targets_of
 from .data.scenario import Scenario
-from .errors import IncompatibleModelError, InvalidConfigError, MissingDataError, ReproducibilityWarning
-from .io import load_state_dict, read_json, write_json
+from .errors import IncompatibleModelError, InvalidConfigError, MissingDataError, ReproducibilityWarning, UnlearningWarning
+from .io import canonical_json, load_state_dict, read_json, write_json
 from .training import StepHook, TrainConfig, fit, logit_loss, register_recorder
 
 __all__ = ["Recording", "Recorder", "replay", "naive_retrain", "logit_loss", "RECORDING_FILE", "RECORDING_META"]
@@ -74,6 +75,24 @@ def _flat(params: list[nn.Parameter]) -> torch.Tensor:
 
 def _has_dropout(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())
+
+
+# The fields of recording.json that the digest covers (all but the digest and the derived summary).
+_DIGEST_FIELDS = ("schema", "config", "seed", "batch_size", "param_names", "state_keys", "loss", "augmented", "dropout")
+
+
+def _digest(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the recording's JSON fields (canonical JSON) and every tensor of its file (name,
+    dtype, shape and bytes, in name order): any edit of either file changes it.
+    """
+    h = hashlib.sha256(b"obliviate.recording.digest/1\0")
+    h.update(canonical_json({k: meta.get(k) for k in _DIGEST_FIELDS}).encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"\0{name}\0{str(t.dtype).removeprefix('torch.')}\0{list(t.shape)}\0".encode())
+        if t.numel():
+            h.update(t.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return "sha256:" + h.hexdigest()
 
 
 @dataclass(eq=False)
@@ -102,6 +121,7 @@ class Recording:
         loss: "cross_entropy" (the recipe's loss) or "custom" (a ``loss_fn`` given to ``fit``).
         augmented: Whether random augmentation was used (then the run cannot be replayed).
         dropout: Whether the model had active dropout (then a replay is approximate).
+        source: The ``recording.json`` it was loaded from (named in errors), or None.
     """
 
     config: dict[str, Any]
@@ -123,6 +143,7 @@ class Recording:
     loss: str = "cross_entropy"
     augmented: bool = False
     dropout: bool = False
+    source: str | None = field(default=None, repr=False, compare=False)
     _cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     # ------------------------------------------------------------------ structure
@@ -220,17 +241,52 @@ class Recording:
         return view
 
     def check_model(self, model: nn.Module) -> None:
-        """Check that ``model`` has the recorded trainable parameters (names and shapes).
+        """Check that the recording and ``model`` describe the same trainable parameters.
+
+        Every recorded parameter (``param_names``, each once) is in the recorded initial and final
+        state and in the model, with the same shape everywhere; every trainable parameter of the
+        model is recorded, unless the recorded run left it unchanged (initial equal to final: it was
+        frozen during training); recorded updates have one entry per recorded coordinate. An edited
+        recording (a shortened ``param_names``, say) would otherwise make ``sgu`` or ``amnesiac``
+        update only part of the model, silently.
 
         Raises:
-            IncompatibleModelError: a parameter is missing or has another shape.
+            IncompatibleModelError: any of these does not hold; the message names the recording's
+                file when it was loaded from one.
         """
+        where = f"the recording {self.source!r}" if self.source else "the recording"
+
+        def refuse(reason: str) -> IncompatibleModelError:
+            return IncompatibleModelError(
+                f"The model {type(model).__name__} does not match {where}: {reason}. Use the recording made when this "
+                "model was trained (ob.train(..., record=True) or 'obliviate train --record')."
+            )
+
+        names = list(self.param_names)
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise refuse(f"parameter {repeated[0]!r} is listed twice in its param_names")
         params = dict(model.named_parameters())
-        for name in self.param_names:
-            if name not in params or tuple(params[name].shape) != tuple(self.initial[name].shape):
-                raise IncompatibleModelError(
-                    f"The model does not match the recording: parameter {name!r} is missing or has another shape."
-                )
+        for name in names:
+            if name not in self.initial or name not in self.final:
+                raise refuse(f"parameter {name!r} of its param_names has no recorded initial or final value")
+            shape = tuple(self.initial[name].shape)
+            if tuple(self.final[name].shape) != shape:
+                raise refuse(f"parameter {name!r} has shape {shape} initially and {tuple(self.final[name].shape)} finally")
+            if name not in params or tuple(params[name].shape) != shape:
+                got = "missing" if name not in params else f"of shape {tuple(params[name].shape)}"
+                raise refuse(f"parameter {name!r} is {got} in the model, recorded with shape {shape}")
+        recorded = set(names)
+        for name, p in params.items():
+            if not p.requires_grad or name in recorded:
+                continue
+            frozen = name in self.initial and name in self.final and torch.equal(self.initial[name], self.final[name])
+            if not frozen:
+                raise refuse(f"the model's trainable parameter {name!r} is not in the recording's param_names")
+        if self.updates is not None:
+            width = sum(self.initial[n].numel() for n in names)
+            if self.updates.ndim != 2 or self.updates.shape[1] != width:
+                raise refuse(f"its updates have shape {tuple(self.updates.shape)}, not (steps, {width})")
 
     def is_final(self, model: nn.Module) -> bool:
         """Whether ``model``'s trainable parameters equal the recorded final ones."""
@@ -343,8 +399,7 @@ class Recording:
             tensors[k] = torch.from_numpy(np.ascontiguousarray(a))
         if self.updates is not None:
             tensors["updates"] = self.updates.contiguous()
-        save_file(tensors, str(path / RECORDING_FILE), metadata={"format": "obliviate-recording"})
-        meta = {
+        meta: dict[str, Any] = {
             "schema": _SCHEMA,
             "config": self.config,
             "seed": self.seed,
@@ -356,22 +411,46 @@ class Recording:
             "dropout": self.dropout,
             "summary": self.summary(),
         }
+        meta["digest"] = _digest(meta, tensors)
+        save_file(tensors, str(path / RECORDING_FILE), metadata={"format": "obliviate-recording"})
         write_json(path / RECORDING_META, meta)
         return path
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> Recording:
-        """Read a recording written by :meth:`save`.
+        """Read a recording written by :meth:`save`, and check it was not edited since.
+
+        ``recording.json`` holds a SHA-256 digest of both files' content (:meth:`save` computes it);
+        a recording whose content no longer matches it is refused. The digest catches edits and
+        damage, not a forger who recomputes it (a recording holds no secret to sign it with).
+        Recordings saved before digests existed load with an :class:`~obliviate.errors.UnlearningWarning`
+        (they are still checked against the model on use, :meth:`check_model`); re-record to
+        protect them.
 
         Raises:
             InvalidConfigError: the JSON file is missing or not a recording.
-            IncompatibleModelError: the tensor file is not safetensors or lacks entries.
+            IncompatibleModelError: the tensor file is not safetensors or lacks entries, or the
+                content does not match its digest (the file is named).
         """
         path = Path(directory)
-        meta = read_json(path / RECORDING_META)
+        meta_path = path / RECORDING_META
+        meta = read_json(meta_path)
         if not isinstance(meta, dict) or meta.get("schema") != _SCHEMA:
-            raise InvalidConfigError(f"{str(path / RECORDING_META)!r} is not an obliviate recording (schema {_SCHEMA!r}).")
+            raise InvalidConfigError(f"{str(meta_path)!r} is not an obliviate recording (schema {_SCHEMA!r}).")
         t = load_state_dict(path / RECORDING_FILE)
+        stored = meta.get("digest")
+        if stored is None:
+            warnings.warn(
+                f"The recording {str(meta_path)!r} has no digest (saved by an older obliviate), so edits to it cannot be "
+                "detected; re-record the training (ob.train(..., record=True) or 'obliviate train --record') to protect it.",
+                UnlearningWarning,
+                stacklevel=2,
+            )
+        elif stored != _digest(meta, t):
+            raise IncompatibleModelError(
+                f"The recording {str(meta_path)!r} (with {RECORDING_FILE}) was edited or damaged since it was saved: its "
+                "content does not match its digest. Use the recording as saved, or re-record the training."
+            )
         try:
             keys = meta["state_keys"]
             orders = t["orders"].numpy()
@@ -395,6 +474,7 @@ class Recording:
                 loss=str(meta.get("loss", "cross_entropy")),
                 augmented=bool(meta.get("augmented", False)),
                 dropout=bool(meta.get("dropout", False)),
+                source=str(meta_path),
             )
         except KeyError as e:
             raise IncompatibleModelError(

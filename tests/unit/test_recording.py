@@ -198,3 +198,97 @@ def test_logit_loss_is_the_training_loss():
         assert torch.equal(cross_entropy_loss(smoothing, std_reg)(net, x, y), logit_loss(smoothing, std_reg)(net(x), y))
         per = logit_loss(smoothing, std_reg, reduction="none")(net(x), y)
         torch.testing.assert_close(per.mean(), logit_loss(smoothing, std_reg)(net(x), y))
+
+
+# --------------------------------------------------------------------------- issue 13 item 13: edited recordings
+def _edit_json(directory, change):
+    import json
+
+    path = directory / "recording.json"
+    meta = json.loads(path.read_text())
+    change(meta)
+    path.write_text(json.dumps(meta))
+    return path
+
+
+@pytest.fixture(scope="module")
+def recorded_mlp(small):
+    model = ob.build_model("mlp", small.dataset, seed=0, hidden=(8,))
+    return model, ob.train(model, small.train, record=True, **KW)
+
+
+def test_an_edited_recording_is_refused_on_load_naming_the_file(tmp_path, recorded_mlp):
+    _, res = recorded_mlp
+    for i, change in enumerate(
+        (
+            lambda m: m.update(param_names=m["param_names"][:1]),  # the issue's repro: sgu then updates one tensor
+            lambda m: m["config"].update(lr=0.5),
+            lambda m: m.update(seed=4),
+        )
+    ):
+        directory = tmp_path / f"edit{i}"
+        res.recording.save(directory)
+        assert Recording.load(directory).param_names == res.recording.param_names  # untouched: loads
+        path = _edit_json(directory, change)
+        with pytest.raises(IncompatibleModelError, match=rf"{path}.*edited"):
+            Recording.load(directory)
+
+
+def test_edited_recording_tensors_are_refused_on_load(tmp_path, recorded_mlp):
+    from safetensors.torch import load_file, save_file
+
+    _, res = recorded_mlp
+    res.recording.save(tmp_path)
+    tensors = load_file(str(tmp_path / RECORDING_FILE))
+    tensors["final/head.weight"] = tensors["final/head.weight"] * 2
+    save_file(tensors, str(tmp_path / RECORDING_FILE), metadata={"format": "obliviate-recording"})
+    with pytest.raises(IncompatibleModelError, match="edited"):
+        Recording.load(tmp_path)
+
+
+def test_a_recording_without_a_digest_loads_with_a_warning_to_re_record(tmp_path, recorded_mlp):
+    from obliviate.errors import UnlearningWarning
+
+    _, res = recorded_mlp
+    res.recording.save(tmp_path)
+    _edit_json(tmp_path, lambda m: m.pop("digest"))
+    with pytest.warns(UnlearningWarning, match="no digest.*re-record"):
+        back = Recording.load(tmp_path)
+    assert back.param_names == res.recording.param_names
+
+
+def test_a_recording_missing_a_trained_parameter_is_refused_by_sgu(recorded_mlp, small):
+    import dataclasses
+
+    model, res = recorded_mlp
+    short = dataclasses.replace(res.recording, param_names=res.recording.param_names[:1])
+    with pytest.raises(IncompatibleModelError, match="'body.1.bias'.*not in the recording's param_names"):
+        short.check_model(res.model)
+    with pytest.raises(IncompatibleModelError, match="not in the recording's param_names"):
+        ob.unlearn(res, small, "sgu", recording=short, device="cpu")
+    twice = dataclasses.replace(res.recording, param_names=[*res.recording.param_names, res.recording.param_names[0]])
+    with pytest.raises(IncompatibleModelError, match="twice"):
+        twice.check_model(res.model)
+    res.recording.check_model(res.model)  # the real recording fits
+
+
+def test_a_parameter_frozen_during_the_recorded_run_may_be_left_out(small):
+    model = ob.build_model("mlp", small.dataset, seed=0, hidden=(8,))
+    model.body[1].bias.requires_grad_(False)
+    res = ob.train(model, small.train, record=True, **KW)
+    assert "body.1.bias" not in res.recording.param_names
+    fresh = ob.build_model("mlp", small.dataset, seed=0, hidden=(8,))  # every parameter trainable again
+    res.recording.check_model(fresh)
+
+
+def test_the_cli_refuses_an_edited_recording_in_one_line_naming_the_file(tmp_path, capsys):
+    from obliviate.cli import main
+
+    base = tmp_path / "base"
+    assert main(["train", "--dataset", "digits", "--model", "mlp", "--epochs", "1", "--record", "--out", str(base)]) == 0
+    path = _edit_json(base, lambda m: m.update(param_names=m["param_names"][:1]))
+    capsys.readouterr()
+    code = main(["unlearn", str(base), "--scenario", "random:0.1", "--method", "sgu", "--out", str(tmp_path / "u")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and str(path) in err and "edited" in err, err
+    assert not (tmp_path / "u" / "run.json").exists()
