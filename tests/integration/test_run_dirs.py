@@ -232,26 +232,44 @@ def test_claims_are_exclusive_released_by_save_and_undone_on_failure(digits: ob.
 
 
 _RACER = """
-import sys
+import sys, time
+from pathlib import Path
 from obliviate.cli import main
-sys.exit(main(["unlearn", sys.argv[1], "--scenario", "class:3", "--method", "finetune", "--set", "epochs=4",
-               "--seed", sys.argv[3], "--device", "cpu", "--out", sys.argv[2]]))
+import obliviate.cli.unlearn, obliviate.evaluation, obliviate.methods  # the imports done before the start line
+run_dir, out, seed, gate = sys.argv[1:]
+Path(gate, "ready-" + seed).touch()
+while not Path(gate, "go").exists():
+    time.sleep(0.01)
+sys.exit(main(["unlearn", run_dir, "--scenario", "class:3", "--method", "finetune", "--set", "epochs=4",
+               "--seed", seed, "--device", "cpu", "--out", out]))
 """
 
 
 @pytest.mark.slow
 def test_two_processes_unlearning_into_the_same_out(runs: dict[str, Path], tmp_path: Path) -> None:
-    """The real race of the issue: exactly one of two concurrent commands wins, the other is refused."""
-    out = tmp_path / "raced"
+    """The real race of the issue: exactly one of two concurrent commands wins, the other is refused.
+
+    Both processes import everything first and then start the command at the same moment (a
+    start line), so both pass any check made before the computation at the same time.
+    """
+    import time
+
+    out, gate = tmp_path / "raced", tmp_path / "gate"
+    gate.mkdir()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _RACER, str(runs["train"]), str(out), str(seed)],
+            [sys.executable, "-c", _RACER, str(runs["train"]), str(out), str(seed), str(gate)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
         )
         for seed in (1, 2)
     ]
+    deadline = time.monotonic() + 240
+    while not all((gate / f"ready-{seed}").exists() for seed in (1, 2)):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "a racer did not start"
+        time.sleep(0.05)
+    (gate / "go").touch()
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 2], results
