@@ -50,9 +50,57 @@ __all__ = [
     "lr_factor",
     "training_set_of",
     "register_recorder",
+    "DIVERGENCE_NORM_RATIO",
+    "MIN_REFERENCE_NORM",
+    "parameter_norm",
+    "check_weight_norm",
 ]
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+DIVERGENCE_NORM_RATIO = 1e3
+"""The weights have diverged once their global L2 norm exceeds this many times the starting norm.
+
+Training and unlearning move weights by a small fraction of their norm; a thousand-fold growth
+only happens when the learning rate is far too large (the model is then at chance accuracy)."""
+
+MIN_REFERENCE_NORM = 1.0
+"""The starting norm the ratio is taken against is at least this, so that a model starting at (or
+near) zero weights may grow to a norm of ``DIVERGENCE_NORM_RATIO * MIN_REFERENCE_NORM``."""
+
+
+def parameter_norm(params: Iterable[torch.Tensor]) -> float:
+    """The global L2 norm of ``params`` (accumulated in float64, so huge weights do not overflow);
+    ``inf`` or ``nan`` when a value is not finite, 0 for no parameters.
+    """
+    tensors = [p.detach() for p in params]
+    if not tensors:
+        return 0.0
+    wide = tensors[0].device.type != "mps"  # MPS has no float64
+    norms = torch._foreach_norm(tensors, 2, dtype=torch.float64 if wide else torch.float32)
+    return float(torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms])))
+
+
+def check_weight_norm(
+    norm: float, start: float, where: str, fix: str = "lower the learning rate or enable gradient clipping"
+) -> None:
+    """Raise :class:`~obliviate.errors.DivergenceError` when the weights' global norm ``norm`` is not
+    finite or exceeds :data:`DIVERGENCE_NORM_RATIO` times ``max(start, MIN_REFERENCE_NORM)``.
+
+    Args:
+        norm: The current global norm (:func:`parameter_norm`).
+        start: The norm before training.
+        where: Where it happened, for the message (e.g. "in epoch 2 (finetune)").
+        fix: What to do about it, for the message.
+    """
+    if not math.isfinite(norm):
+        raise DivergenceError(f"The weights became non-finite (NaN or inf) {where}; {fix}.")
+    reference = max(start, MIN_REFERENCE_NORM)
+    if norm > DIVERGENCE_NORM_RATIO * reference:
+        raise DivergenceError(
+            f"The weights' norm grew {norm / reference:.3g} times (from {start:.3g} to {norm:.3g}; the limit is "
+            f"{DIVERGENCE_NORM_RATIO:g} times) {where}; {fix}."
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -470,7 +518,10 @@ def fit(
         One dict per epoch run: ``epoch``, ``loss``, ``lr``.
 
     Raises:
-        DivergenceError: the loss became NaN or infinite.
+        DivergenceError: the loss became NaN or infinite, or after a step the weights did
+            (:func:`check_weight_norm`): not finite, or their global norm above
+            :data:`DIVERGENCE_NORM_RATIO` times the starting one (checked after every step, all
+            of the model's parameters, the frozen ones included).
     """
     custom_loss = loss_fn is not None
     loss_fn = loss_fn or cross_entropy_loss(config.label_smoothing, config.std_reg)
@@ -510,6 +561,12 @@ def fit(
     history: list[dict[str, float]] = []
     bar = _progress_bar(progress, config.epochs, desc)
     model.train()
+    weights = list(model.parameters())
+    start_norm = parameter_norm(weights)
+    if not math.isfinite(start_norm):
+        raise IncompatibleModelError(
+            f"The model's weights hold NaN or inf values before training ({desc}); load a checkpoint with finite weights."
+        )
     if step_hook is not None:
         step_hook.start(model, opt, config, custom_loss=custom_loss)
     try:
@@ -525,7 +582,7 @@ def fit(
                 if not torch.isfinite(loss):
                     raise DivergenceError(
                         f"The loss became {loss.item()} in epoch {epoch + 1} ({desc}); lower the learning rate "
-                        "or enable gradient clipping (grad_clip)."
+                        "or enable gradient clipping."
                     )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -537,6 +594,7 @@ def fit(
                 if step_hook is not None:
                     step_hook.after_step(model, opt)
                 scheduler.step()
+                check_weight_norm(parameter_norm(weights), start_norm, f"in epoch {epoch + 1} ({desc})")
                 total += float(loss.detach()) * x.shape[0]
                 count += x.shape[0]
             if counter is not None:

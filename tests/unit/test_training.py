@@ -6,8 +6,20 @@ import torch
 from torch import nn
 
 import obliviate as ob
+from obliviate.data import Subset
 from obliviate.errors import DivergenceError, IncompatibleModelError, InvalidConfigError
-from obliviate.training import TrainConfig, _lr_factor, augment_batch, fit, make_optimizer, protect_masks, resolve_masks
+from obliviate.training import (
+    DIVERGENCE_NORM_RATIO,
+    MIN_REFERENCE_NORM,
+    TrainConfig,
+    _lr_factor,
+    augment_batch,
+    fit,
+    make_optimizer,
+    parameter_norm,
+    protect_masks,
+    resolve_masks,
+)
 
 
 def _state_equal(a: nn.Module, b: nn.Module) -> bool:
@@ -151,6 +163,82 @@ def test_divergence_raises_instead_of_returning_garbage(class3):
             class3.train,
             config=TrainConfig(epochs=1, batch_size=64, lr=0.1),
             loss_fn=exploding,
+            generator=torch.Generator(),
+            device=torch.device("cpu"),
+        )
+
+
+def _pull_weights_up(scale=1.0):
+    """A finite loss whose gradient is -scale on every weight: each SGD step adds lr * scale to every coordinate."""
+    return lambda net, x, y: -scale * sum(p.sum() for p in net.parameters()) + 0 * net(x).sum()
+
+
+def _fit_toy(model, data, scale=1.0, **config):
+    return fit(
+        model,
+        data,
+        config=TrainConfig(
+            **{"epochs": 1, "batch_size": 64, "momentum": 0.0, "weight_decay": 0.0, "schedule": "constant", **config}
+        ),
+        loss_fn=_pull_weights_up(scale),
+        generator=torch.Generator().manual_seed(0),
+        device=torch.device("cpu"),
+        desc="toy",
+    )
+
+
+def test_weight_norm_blow_up_with_a_finite_loss_raises_divergence(class3):
+    model = ob.build_model("mlp", class3.dataset, seed=0)
+    start = parameter_norm(model.parameters())
+    with pytest.raises(DivergenceError, match=r"norm grew .* times .*epoch 1 \(toy\); lower the learning rate") as info:
+        _fit_toy(model, class3.train, lr=1e4)
+    assert parameter_norm(model.parameters()) > DIVERGENCE_NORM_RATIO * start  # it stopped at the first step past the limit
+    assert "\n" not in str(info.value)
+
+
+def test_weights_that_overflow_on_the_last_step_raise_divergence(class3):
+    model = ob.build_model("mlp", class3.dataset, seed=0)
+    one_batch = Subset(class3.train, np.arange(16))  # one step: the loss is never computed after it
+    with pytest.raises(DivergenceError, match="non-finite"):
+        _fit_toy(model, one_batch, scale=1e30, lr=1e10)  # steps of 1e40 overflow float32
+
+
+def test_the_norm_guard_allows_growth_below_the_limit_and_from_zero_weights(class3):
+    model = ob.build_model("mlp", class3.dataset, seed=0)
+    start = parameter_norm(model.parameters())
+    n = sum(p.numel() for p in model.parameters())
+    lr = 0.5 * DIVERGENCE_NORM_RATIO * start / math.sqrt(n) / math.ceil(len(class3.train) / 64)  # ends at ~500x the start
+    _fit_toy(model, class3.train, lr=lr)
+    assert 100 * start < parameter_norm(model.parameters()) < DIVERGENCE_NORM_RATIO * start
+    zero = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    nn.init.zeros_(zero[1].weight), nn.init.zeros_(zero[1].bias)
+    assert parameter_norm(zero.parameters()) == 0.0
+    fit(  # a zero start is compared against MIN_REFERENCE_NORM, not 0
+        zero,
+        class3.train,
+        config=TrainConfig(epochs=2, batch_size=64, lr=0.1),
+        generator=torch.Generator().manual_seed(0),
+        device=torch.device("cpu"),
+    )
+    assert 0 < parameter_norm(zero.parameters()) < DIVERGENCE_NORM_RATIO * MIN_REFERENCE_NORM
+
+
+def test_parameter_norm_does_not_overflow_and_flags_non_finite_values():
+    assert parameter_norm([torch.full((4,), 1e30), torch.zeros(3)]) == pytest.approx(2e30)
+    assert parameter_norm([torch.tensor([3.0]), torch.tensor([4.0])]) == pytest.approx(5.0)
+    assert math.isnan(parameter_norm([torch.tensor([1.0, float("nan")])]))
+    assert parameter_norm([]) == 0.0
+
+
+def test_fit_refuses_a_model_that_is_already_non_finite(class3):
+    model = ob.build_model("mlp", class3.dataset, seed=0)
+    with torch.no_grad():
+        next(model.parameters())[0] = float("nan")
+    with pytest.raises(IncompatibleModelError, match="NaN or inf"):
+        fit(
+            model,
+            class3.train,
+            config=TrainConfig(epochs=1, batch_size=64, lr=0.01),
             generator=torch.Generator(),
             device=torch.device("cpu"),
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import warnings
 from collections.abc import Callable, Mapping
@@ -25,10 +26,10 @@ from torch import nn
 from .._utils import Timer, resolve_device, seeded
 from .._validation import Config, Interval, Options, check_output_width, check_seed, param
 from ..data.scenario import SCENARIO_KINDS, SPLITS, Scenario, TrainingSet
-from ..errors import DivergenceError, InvalidConfigError, MissingDataError
+from ..errors import DivergenceError, IncompatibleModelError, InvalidConfigError, MissingDataError
 from ..registry import Registry
 from ..runs import check_training_set
-from ..training import TrainConfig, TrainResult, fit, resolve_masks
+from ..training import TrainConfig, TrainResult, check_weight_norm, fit, parameter_norm, resolve_masks
 
 __all__ = [
     "METHODS",
@@ -296,12 +297,22 @@ class UnlearningMethod(Config):
         dev = resolve_device(device)
         net = copy.deepcopy(model).to(dev)
         ctx = make_context(net, dev, seed=seed, masks=masks, progress=progress, recording=recording)
-        with seeded(seed, dev), Timer(dev) as timer:
-            out = self._unlearn(net, scenario, ctx)
-        ctx.restore_frozen(out)
-        bad = [n for n, p in out.named_parameters() if not torch.isfinite(p).all()]
-        if bad:
-            raise DivergenceError(f"{type(self).__name__} produced non-finite weights in {bad[:3]}; lower its learning rate.")
+        start_norm = parameter_norm(net.parameters())
+        if not math.isfinite(start_norm):
+            raise IncompatibleModelError(
+                f"The model given to {type(self).__name__}.unlearn holds NaN or inf weights; use a model with finite weights."
+            )
+        fix = "lower its learning rate" if "lr" in self.field_names() else "change its hyperparameters"
+        try:
+            with seeded(seed, dev), Timer(dev) as timer:
+                out = self._unlearn(net, scenario, ctx)
+            ctx.restore_frozen(out)
+            bad = [n for n, p in out.named_parameters() if not torch.isfinite(p).all()]
+            if bad:
+                raise DivergenceError(f"The weights became non-finite (NaN or inf) in {bad[:3]}; {fix}.")
+            check_weight_norm(parameter_norm(out.parameters()), start_norm, "over the run", fix)
+        except DivergenceError as err:
+            raise DivergenceError(f"Method {self.name or type(self).__name__!r} diverged: {err}") from err
         out.eval()
         diagnostics = {k: float(v) for k, v in ctx.diagnostics.items()}
         diagnostics["passes"] = ctx.counter["samples"] / max(1, len(scenario.train))
