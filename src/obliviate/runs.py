@@ -14,7 +14,14 @@ scenario over exactly the rows it was trained on:
   recording that sgu and amnesiac replay.
 
 :class:`RunDir` reads and writes these files; ``obliviate train/unlearn/evaluate`` are thin layers over
-it. Example::
+it. Writing is safe against a second writer and against crashes: :meth:`RunDir.create` claims the
+directory atomically (:class:`DirClaim`: an exclusive, locked ``.obliviate-claim`` file) before the
+computation, :meth:`RunDir.save` moves the finished files in whole (``run.json`` last) and then
+releases the claim, and a claim left by a process that died is reported as an unfinished run. Files
+of another run are never overwritten. Reading checks ``run.json`` against the run-record schema
+(:func:`check_run_record`), naming the file and the field. ``obliviate evaluate`` appends its
+results, with the reference they were measured against, to the record's ``evaluations`` list
+(:meth:`RunDir.add_evaluation`); the run's own metrics stay as written. Example::
 
     import obliviate as ob
     from obliviate.runs import RunDir, default_recipe, make_origin
@@ -23,9 +30,9 @@ it. Example::
     sc = ob.Scenario.classwise(ds, forget_class=3, seed=0)
     recipe = default_recipe(ds)
     base = ob.train(ob.build_model("cnn", ds, seed=0), sc.train, seed=0, **recipe)
-    run = RunDir.create("runs/cnn")                       # refuses a directory that holds a run
-    run.save(base.model, {"kind": "train", "train_set": base.training_set.to_json(),
-                          "origin": make_origin(ds, "cnn", seed=0, recipe=base.config.to_dict())})
+    with RunDir.create("runs/cnn") as run:                # claims it; refuses a directory that holds a run
+        run.save(base.model, {"kind": "train", "train_set": base.training_set.to_json(),
+                              "origin": make_origin(ds, "cnn", seed=0, recipe=base.config.to_dict())})
 
     run = RunDir("runs/cnn")
     model = run.load_model()                              # rebuilt from the origin, weights loaded
@@ -785,13 +792,22 @@ class RunDir:
 
         Returns:
             The entry's position in the list.
+
+        Raises:
+            InvalidConfigError: the record cannot be read back or written (a read-only directory).
         """
-        with _dir_lock(self.path):
-            self._record = None
-            record = dict(self.record)
-            entries = [*record.get("evaluations", []), evaluation]
-            record["evaluations"] = entries
-            self.write_record(record)
+        try:
+            with _dir_lock(self.path):
+                self._record = None
+                record = dict(self.record)
+                entries = [*record.get("evaluations", []), evaluation]
+                record["evaluations"] = entries
+                self.write_record(record)
+        except OSError as e:  # a read-only run directory, a full disk
+            raise InvalidConfigError(
+                f"Cannot record the evaluation in {str(self.path / RUN_FILE)!r} ({e.strerror or e}); "
+                "the run directory must be writable."
+            ) from None
         return len(entries) - 1
 
     # ------------------------------------------------------------------ reading
@@ -950,7 +966,7 @@ class RunDir:
         """Rebuild the model and what it was trained on (a :class:`Run`).
 
         Raises:
-            InvalidConfigError: not a run directory, or its record has no ``origin`` block.
+            InvalidConfigError: not a run directory, or its record does not fit the run-record schema.
             IncompatibleModelError: the checkpoint does not fit the recorded architecture.
         """
         record = self.record
@@ -962,7 +978,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> Run:
     """Rebuild the model of a run directory and what it was trained on (``RunDir(run_dir).load()``).
 
     Raises:
-        InvalidConfigError: not a run directory, or its record has no ``origin`` block.
+        InvalidConfigError: not a run directory, or its record does not fit the run-record schema.
         IncompatibleModelError: the checkpoint does not fit the recorded architecture.
     """
     return RunDir(run_dir).load()
