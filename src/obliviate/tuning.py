@@ -58,6 +58,7 @@ __all__ = [
     "KEEP_SLACK",
     "COLLAPSE_WEIGHT",
     "COLLAPSE_DROP",
+    "MAX_STARTS",
     "search_space",
 ]
 
@@ -68,6 +69,9 @@ KEEP_SLACK = 0.03
 
 COLLAPSE_WEIGHT = 10.0
 """Slope of the proxy's penalty on the drop beyond :data:`KEEP_SLACK` (a 13-point drop outweighs forgetting nothing)."""
+
+MAX_STARTS = 4
+"""Most starting points (the defaults, then the presets) a new study runs before the sampler proposes."""
 
 COLLAPSE_DROP = 0.10
 """A trial whose retained-class validation accuracy drops by more than this is marked ``collapsed``."""
@@ -321,6 +325,7 @@ class _Progress:
         self.enabled = sys.stderr.isatty() if enabled is None else bool(enabled)
         self.title, self.n_trials, self.budget_s = title, n_trials, budget_s
         self.start = time.perf_counter()
+        self.printed = -math.inf
         self.done = 0
         self.bar = None
         if self.enabled and sys.stderr.isatty():
@@ -364,7 +369,12 @@ class _Progress:
             else:
                 completed = min(time.perf_counter() - self.start, float(self.budget_s or 0.0))
             self.bar.update(self.task, completed=completed, info=info)
-        else:
+            return
+        # a line per trial, but at most one a second unless the trial is a new best or the last one
+        now = time.perf_counter()
+        new_best = best is not None and row["value"] is not None and row["value"] <= best
+        if now - self.printed >= 1.0 or new_best or self.done == self.n_trials:
+            self.printed = now
             print(f"[{self.title}] {info}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
@@ -418,6 +428,26 @@ def _in_space(space: Mapping[str, SearchSpace], values: Mapping[str, Any]) -> di
     return {n: values[n] for n, rng in space.items() if n in values and rng.contains(values[n])}
 
 
+def _starting_points(base: UnlearningMethod, space: Mapping[str, SearchSpace], fixed: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The first trials of a new study: ``base``'s values that lie in the space (the sampler draws the
+    others), then each preset whose searched values all lie in it; duplicates dropped.
+    """
+    cls = type(base)
+    out: list[dict[str, Any]] = []
+    first = _in_space(space, base.to_dict())
+    if first:
+        out.append(first)
+    for preset in cls.presets:
+        try:
+            values = cls.from_preset(preset, **fixed).to_dict()
+        except UnlearningError:  # a preset that contradicts a fixed value is skipped
+            continue
+        point = _in_space(space, values)
+        if len(point) == len(space) and point not in out:
+            out.append(point)
+    return out[:MAX_STARTS]
+
+
 def tune(
     model: nn.Module | TrainResult | UnlearningResult | str | os.PathLike[str],
     scenario: Scenario,
@@ -442,8 +472,10 @@ def tune(
 
     The searched hyperparameters are the method's fields declared with ``search=`` (see
     :meth:`~obliviate._validation.Config.search_space`), updated by ``space``, minus ``fixed``.
-    The first trial of a new study runs the method's defaults (or the preset's values) where
-    they lie in the ranges, so the search starts from them. Every trial runs
+    A new study first runs the method's defaults (or the ``preset``'s values), then its other
+    presets' values (at most :data:`MAX_STARTS` starting points in all, the values that lie in
+    the ranges, duplicates dropped), so the search starts from the settings the library ships;
+    then the TPE sampler proposes. Every trial runs
     :func:`obliviate.unlearn` with ``seed`` and is scored by ``objective``:
 
     * ``"proxy"``: :func:`proxy_objective` (no oracle; one inference pass over val and D_f);
@@ -536,8 +568,7 @@ def tune(
         for k, v in identity.items():
             study.set_user_attr(k, v)
         if not study.trials:
-            start = _in_space(searched, base.to_dict())
-            if start:
+            for start in _starting_points(base, searched, fixed):
                 study.enqueue_trial(start)
 
         kept: dict[str, Any] = {"value": math.inf, "number": None, "result": None, "gap_seconds": 0.0}

@@ -6,6 +6,7 @@ import copy
 import sys
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from obliviate._validation import Choice, Interval, IntRange, Linear, Log, Optio
 from obliviate.errors import DivergenceError, InvalidConfigError, MissingDataError, MissingDependencyError
 from obliviate.methods import UnlearningMethod
 from obliviate.testing import toy_model, toy_scenario
-from obliviate.tuning import COLLAPSE_WEIGHT, KEEP_SLACK, _baseline_accuracy, proxy_objective, search_space
+from obliviate.tuning import COLLAPSE_WEIGHT, KEEP_SLACK, _baseline_accuracy, _starting_points, proxy_objective, search_space
 
 pytestmark = pytest.mark.filterwarnings("ignore::obliviate.errors.UncheckedTrainingSetWarning")
 
@@ -116,6 +117,36 @@ def test_best_result_is_the_best_trials_own_run_not_a_rerun(classwise):
             tr.best_result.model, sc, original_retained_val_acc=_baseline_accuracy(model, sc, torch.device("cpu"), 512)
         ).value
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class KnobWithPresets(Knob):
+    """Knob with presets (one outside the space, one a duplicate of the defaults).
+
+    Args:
+        push: As Knob.
+        mode: As Knob.
+        fail_above: As Knob.
+        sleep: As Knob.
+    """
+
+    presets: ClassVar[dict] = {"far": {"push": 5.0}, "same": {"push": 0.0}, "strong": {"push": 0.7, "mode": "b"}}
+
+
+KnobWithPresets.name = "knob_with_presets"
+
+
+def test_a_new_study_starts_from_the_defaults_then_the_presets_inside_the_space(classwise):
+    model, sc = classwise
+    tr = ob.tune(model, sc, KnobWithPresets(), n_trials=3, progress=False)
+    # "far" lies outside the push range and "same" repeats the defaults: neither is a starting point
+    assert [t["params"] for t in tr.trials[:2]] == [{"push": 0.0, "mode": "a"}, {"push": 0.7, "mode": "b"}]
+    assert tr.trials[2]["params"] not in ({"push": 0.0, "mode": "a"}, {"push": 0.7, "mode": "b"})
+    # a fixed value applies to the presets too; the preset that contradicts nothing stays
+    assert _starting_points(KnobWithPresets(mode="b"), search_space(KnobWithPresets, fixed={"mode": "b"}), {"mode": "b"}) == [
+        {"push": 0.0},
+        {"push": 0.7},
+    ]
 
 
 def test_fixed_hyperparameters_are_not_searched_and_come_back_in_best_params(classwise):
