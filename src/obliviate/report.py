@@ -6,7 +6,11 @@ A run record is the same everywhere (``run.json``, the demo's ``results.json``, 
     status (ok | failed | diverged), error, metrics, timings{seconds, oracle_seconds, speedup},
     versions{obliviate, torch, python}
 
-A results file is ``{"schema": "obliviate.results/1", "runs": [...]}``. Tables aggregate runs
+A run directory's ``run.json`` adds its ``origin`` (see :mod:`obliviate.runs`, whose
+:func:`~obliviate.runs.check_run_record` checks it on load) and, once evaluated, ``evaluations``: a
+list that only grows, one entry per ``obliviate evaluate`` with its reference's path and model
+SHA-256; the record's own ``metrics`` are never overwritten. A results file is
+``{"schema": "obliviate.results/1", "runs": [...]}``. Tables aggregate runs
 over seeds (mean, and the standard deviation when there are several) and print fractions as
 percentages.
 """
