@@ -341,3 +341,17 @@ def test_proxy_with_a_reference_records_the_true_gap_and_its_cost_apart(classwis
     assert tr.trials[0]["params"]["push"] == 0.0 and tr.trials[0]["true_gap"] > 0.0  # the unchanged model is far from it
     assert tr.comparison_seconds == pytest.approx(sum(t["gap_seconds"] for t in tr.trials)) and tr.comparison_seconds > 0
     assert tr.seconds > tr.comparison_seconds
+
+
+# ------------------------------------------------------------------ the command line's budget
+def test_parse_budget_reads_seconds_minutes_and_trials():
+    from obliviate.cli.tune import parse_budget
+
+    assert parse_budget("60s") == (60.0, None)
+    assert parse_budget("90") == (90.0, None)
+    assert parse_budget("1.5m") == (90.0, None)
+    assert parse_budget("20trials") == (None, 20)
+    assert parse_budget("30s,10trials") == (30.0, 10)
+    for bad in ("", "0s", "abc", "5x", "1.5trials", "0trials", "10s,20s", "1,2,3"):
+        with pytest.raises(InvalidConfigError, match="--budget"):
+            parse_budget(bad)
