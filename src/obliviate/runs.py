@@ -296,20 +296,23 @@ class DirClaim:
         where = _where(path, flag)
         if p.exists() and not p.is_dir():
             raise InvalidConfigError(f"{where} is a file, not a directory.")
-        created = False
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise InvalidConfigError(f"Cannot create {where}: {e}") from None
-        try:
-            p.mkdir()
-            created = True
-        except FileExistsError:
-            if not p.is_dir():
-                raise InvalidConfigError(f"{where} is a file, not a directory.") from None
-        except OSError as e:
-            raise InvalidConfigError(f"Cannot create {where}: {e}") from None
-        claim = cls._create(p, flag, created)
+        while True:  # again when the directory vanishes in between (another claim that created it gave up)
+            created = False
+            try:
+                p.mkdir()
+                created = True
+            except FileExistsError:
+                if not p.is_dir():
+                    raise InvalidConfigError(f"{where} is a file, not a directory.") from None
+            except OSError as e:
+                raise InvalidConfigError(f"Cannot create {where}: {e}") from None
+            claim = cls._create(p, flag, created)
+            if claim is not None:
+                break
         try:
             claim._check_files(where, flag, occupied, protected, force_flag, force)
         except BaseException:
@@ -318,7 +321,8 @@ class DirClaim:
         return claim
 
     @classmethod
-    def _create(cls, p: Path, flag: str | None, created: bool) -> DirClaim:
+    def _create(cls, p: Path, flag: str | None, created: bool) -> DirClaim | None:
+        """The claim file created, locked and filled in; None when the directory vanished meanwhile."""
         while True:
             try:
                 fd = os.open(p / CLAIM_FILE, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
@@ -327,6 +331,10 @@ class DirClaim:
                 if refusal is None:
                     continue
                 raise refusal from None
+            except FileNotFoundError:
+                if p.exists():
+                    raise InvalidConfigError(f"Cannot write into {_where(p, flag)}.") from None
+                return None
             except OSError as e:
                 if created:
                     with contextlib.suppress(OSError):
