@@ -737,6 +737,7 @@ class RunDir:
         masks: dict[str, torch.Tensor] | None = None,
         recording: Recording | None = None,
         metadata: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> RunDir:
         """Write the model, and beside it the masks, the recording, the scenario and ``run.json`` (last).
 
@@ -752,13 +753,22 @@ class RunDir:
             masks: A pruned model's masks (``masks.safetensors``).
             recording: A training recording (``recording.safetensors`` + ``recording.json``).
             metadata: String metadata stored in the safetensors header.
+            extra: More JSON files to write beside the run, ``{file name: object}`` (e.g. ``tune.json``),
+                moved in with the others.
 
         Raises:
-            InvalidConfigError: ``record`` is not a valid run record, or the directory cannot be claimed.
+            InvalidConfigError: ``record`` is not a valid run record, an ``extra`` name is not a plain
+                file name or is one of the run's own files, or the directory cannot be claimed.
         """
         from .pruning import MASKS_FILE
 
         check_run_record(record, self.path / RUN_FILE)
+        own = set(_run_files()[0] + _run_files()[1])
+        for name in extra or {}:
+            if Path(name).name != name or name.startswith(".") or name in own:
+                raise InvalidConfigError(
+                    f"RunDir.save: extra file name {name!r} must be a plain file name other than {sorted(own)}."
+                )
         if self._claim is None:
             occupied, protected = _run_files()
             self._claim = DirClaim.acquire(self.path, occupied=occupied, protected=protected)
@@ -772,6 +782,8 @@ class RunDir:
                 recording.save(stage)
             if scenario is not None:
                 scenario.save(stage / SCENARIO_FILE)
+            for name, obj in (extra or {}).items():
+                write_json(stage / name, obj)
             write_json(stage / RUN_FILE, record)
             claim.publish(stage, last=(RUN_FILE,))
         except BaseException:

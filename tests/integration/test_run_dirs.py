@@ -213,8 +213,9 @@ def test_claims_are_exclusive_released_by_save_and_undone_on_failure(digits: ob.
     with pytest.raises(InvalidConfigError, match="another obliviate process"):
         RunDir.create(out)
     model = ob.build_model("mlp", digits, seed=0)
-    first.save(model, {"kind": "train", "seed": 0, "origin": make_origin(digits, "mlp")})
-    assert sorted(p.name for p in out.iterdir()) == ["model.safetensors", "run.json"]  # no claim, no temp file left
+    first.save(model, {"kind": "train", "seed": 0, "origin": make_origin(digits, "mlp")}, extra={"tune.json": {"a": 1}})
+    assert sorted(p.name for p in out.iterdir()) == ["model.safetensors", "run.json", "tune.json"]  # no claim or temp file
+    assert json.loads((out / "tune.json").read_text()) == {"a": 1}
     with pytest.raises(InvalidConfigError, match="already holds a run"):
         RunDir.create(out)
 
