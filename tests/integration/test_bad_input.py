@@ -9,6 +9,7 @@ one line, ``obliviate: error: ...``, while writing no run and changing no existi
 from __future__ import annotations
 
 import builtins
+import json
 import re
 import shutil
 from collections.abc import Callable, Sequence
@@ -123,6 +124,25 @@ class Ctx:
         state = {k: (v * 100).to(torch.int32).contiguous() for k, v in self.model().state_dict().items()}
         save_file(state, str(path))
         return path
+
+    def run_with_record(self, field: str, value: Any) -> Path:
+        """A copy of the trained run whose run.json has ``field`` (dotted) set to ``value``."""
+        copy = self.tmp / "edited_run"
+        shutil.copytree(self.run_dir, copy)
+        record = json.loads((copy / "run.json").read_text())
+        *parents, last = field.split(".")
+        node = record
+        for key in parents:
+            node = node[key]
+        node[last] = value
+        (copy / "run.json").write_text(json.dumps(record))
+        return copy
+
+    def out_holding(self, name: str, text: str) -> Path:
+        """The --out directory, created and holding a file ``name`` of another run."""
+        self.out.mkdir()
+        (self.out / name).write_text(text)
+        return self.out
 
     def run_with(self, checkpoint: Callable[[], Path] | None) -> Path:
         """A copy of the trained run whose model.safetensors is replaced (None: removed)."""
@@ -705,6 +725,79 @@ CASES: list[Case] = [
         lambda c: ["evaluate", c.run_dir, "--scenario", "class:3", "--reference", c.tmp / "nowhere"],
         cli_words=("nowhere", "not a run directory"),
     ),
+    # ---- run records that do not follow the schema (issue 13 item 9), run directories (items 5-7)
+    Case(
+        "record-origin-dataset-a-string",
+        InvalidConfigError,
+        None,
+        (),
+        lambda c: c.unlearn_args(run_dir=c.run_with_record("origin.dataset", "digits")),
+        cli_words=("run.json", "'origin.dataset'"),
+    ),
+    Case(
+        "record-model-a-string",
+        InvalidConfigError,
+        None,
+        (),
+        lambda c: ["evaluate", c.run_with_record("origin.model", "mlp"), "--scenario", "class:3"],
+        cli_words=("run.json", "'origin.model'"),
+    ),
+    Case(
+        "record-model-options-seed",
+        InvalidConfigError,
+        None,
+        (),
+        lambda c: c.unlearn_args(run_dir=c.run_with_record("origin.model.options", {"seed": 3})),
+        cli_words=("'origin.model.options'", "'seed'"),
+    ),
+    Case(
+        "record-model-options-a-list",
+        InvalidConfigError,
+        None,
+        (),
+        lambda c: ["evaluate", c.run_with_record("origin.model.options", [1, 2]), "--scenario", "class:3"],
+        cli_words=("'origin.model.options'",),
+    ),
+    Case(
+        "record-seed-not-a-number",
+        InvalidConfigError,
+        None,
+        (),
+        lambda c: c.unlearn_args(run_dir=c.run_with_record("seed", "zz")),
+        cli_words=("'seed'", "[0, 2**63)"),
+    ),
+    Case(
+        "train-model-option-seed",
+        InvalidConfigError,
+        None,
+        (),
+        lambda c: c.train_args("--model-option", "seed=3"),
+        cli_words=("seed=3", "architecture option"),
+    ),
+    Case(
+        "evaluate-reference-is-the-run",
+        InvalidConfigError,
+        None,
+        (),
+        lambda c: ["evaluate", c.run_dir, "--scenario", "class:3", "--reference", c.run_dir],
+        cli_words=("is the evaluated run itself",),
+    ),
+    Case(
+        "out-holds-a-scenario",
+        InvalidConfigError,
+        None,
+        (),
+        lambda c: c.unlearn_args(run_dir=c.run_dir) if c.out_holding("scenario.json", "{}") else [],
+        cli_words=("scenario.json",),
+    ),
+    Case(
+        "out-holds-a-crashed-claim",
+        InvalidConfigError,
+        None,
+        (),
+        lambda c: c.train_args() if c.out_holding(".obliviate-claim", json.dumps({"pid": 4242, "host": "elsewhere"})) else [],
+        cli_words=("unfinished run", "remove the directory"),
+    ),
     # ---- checkpoints that are not what the model needs (issue 13 item 11)
     Case(
         "checkpoint-nan",
@@ -831,6 +924,7 @@ def test_cli_refuses_with_one_line(
 ) -> None:
     args = case.cli(ctx)  # type: ignore[misc]
     file_before = ctx.file.read_bytes()
+    out_before = snapshot(ctx.out) if ctx.out.is_dir() else {}
     code, out, err = run_cli(capsys, args)
     assert code == case.exit_code, f"exit {code}; stderr:\n{err}"
     assert "Traceback" not in err
@@ -846,7 +940,8 @@ def test_cli_refuses_with_one_line(
         assert word in line, f"{word!r} not in {line!r}"
     assert out == ""
     # Bad input writes no run and changes nothing that was there.
-    assert not any((ctx.out / name).exists() for name in RUN_FILES)
+    out_after = snapshot(ctx.out) if ctx.out.is_dir() else {}
+    assert {n: b for n, b in out_after.items() if n in RUN_FILES} == {n: b for n, b in out_before.items() if n in RUN_FILES}
     assert snapshot(trained_run[0]) == trained_run[1]
     assert ctx.file.read_bytes() == file_before
     assert not (ctx.tmp / "nope").exists()  # nothing was downloaded or created for a missing dataset
