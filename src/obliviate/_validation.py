@@ -465,7 +465,8 @@ def check_output_width(owner: str, model: Any, data: Any, num_classes: int | Non
     neither, or an empty dataset, nothing is checked.
 
     Raises:
-        IncompatibleModelError: the model's output width is below the number of classes.
+        IncompatibleModelError: the model cannot take the data's inputs, or its output width is
+            below the number of classes.
     """
     import numpy as np
     import torch
@@ -485,7 +486,13 @@ def check_output_width(owner: str, model: Any, data: Any, num_classes: int | Non
     one = torch.utils.data.Subset(data, [0])
     x, _ = next(iter(iterate_batches(one, 1, device=device)))
     with torch.no_grad(), eval_mode(model):
-        out = model(x)
+        try:
+            out = model(x)
+        except (RuntimeError, ValueError, TypeError, IndexError) as e:  # e.g. a scenario of another dataset
+            raise IncompatibleModelError(
+                f"The model given to {owner} cannot take the inputs of the data (one sample has shape "
+                f"{tuple(x.shape[1:])}): {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            ) from None
     out = getattr(out, "logits", out)  # adapters of hub models return an output object
     if not isinstance(out, torch.Tensor) or out.dim() < 1:
         return

@@ -148,3 +148,20 @@ def test_pruning_refuses_an_out_of_range_seed():
     model = ob.build_model("mlp", ob.load_dataset("digits"), seed=0)
     with pytest.raises(InvalidConfigError, match=r"\[0, 2\*\*63\)"):
         prune(model, 0.5, kind="random", seed=2**70)
+
+
+def test_a_model_that_cannot_take_the_datas_inputs_is_incompatible_not_a_runtime_error() -> None:
+    """Issue 13 item 9: data of another dataset (13 features for a digits CNN) is bad input, not a RuntimeError."""
+    import numpy as np
+
+    import obliviate as ob
+    from obliviate.data.datasets import from_arrays
+    from obliviate.errors import IncompatibleModelError
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 13)).astype("float32"), np.arange(60) % 3
+    other = from_arrays(x, y, x[:30], y[:30], name="thirteen_features")
+    model = ob.build_model("cnn", ob.load_dataset("digits"), seed=0)
+    sc = ob.Scenario.classwise(other, forget_class=1, seed=0)
+    with pytest.raises(IncompatibleModelError, match=r"cannot take the inputs.*\(13,\)"):
+        ob.train(model, sc.train, epochs=1)
