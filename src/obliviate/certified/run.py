@@ -268,11 +268,7 @@ def fit_run(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InvalidConfigError(f"--out {str(out)!r} is a file, not a directory.")
-    state = run_state(out)
-    if state == "complete":
-        raise InvalidConfigError(f"{str(out)!r} already holds a certified run; choose another directory.")
-    if state == "incomplete":
-        raise _incomplete(out)
+    _check_free(out)
     if estimator not in ESTIMATORS:
         raise InvalidConfigError(f"estimator must be one of {sorted(ESTIMATORS)}; got {estimator!r}.")
     if features not in ("raw", "model", "dp"):
@@ -289,6 +285,43 @@ def fit_run(
         )
     model = cls(**params, random_state=seed)
     model._validated()  # bad parameters fail before anything is written
+    from ..runs import DirClaim
+
+    # Claimed (exclusive claim file, locked) before the compute, so two fits into one --out cannot both
+    # run; a failure abandons the claim (and the directory when it created it and it is still empty).
+    try:
+        claim = DirClaim.acquire(out, flag="--out")
+    except InvalidConfigError:
+        _check_free(out)  # one state, named as status names it
+        raise
+    with claim:
+        _check_free(out)  # again under the claim: another fit may have finished meanwhile
+        return _fit_claimed(out, model, cls, dataset, root, classes, features, feature_model, dp, estimator, seed)
+
+
+def _check_free(out: Path) -> None:
+    """Refuse an ``out`` that holds a certified run, complete or not."""
+    state = run_state(out)
+    if state == "complete":
+        raise InvalidConfigError(f"{str(out)!r} already holds a certified run; choose another directory.")
+    if state == "incomplete":
+        raise _incomplete(out)
+
+
+def _fit_claimed(
+    out: Path,
+    model: Any,
+    cls: Any,
+    dataset: str,
+    root: str | None,
+    classes: Sequence[int] | None,
+    features: str,
+    feature_model: Any,
+    dp: dict[str, Any] | None,
+    estimator: str,
+    seed: int | None,
+) -> CertifiedRun:
+    """The body of :func:`fit_run`, run while ``out`` is claimed."""
     ds = load_dataset(dataset, root=root)
     ids, labels = _training_rows(ds, classes)
     rows = Subset(ds.train, ids)
