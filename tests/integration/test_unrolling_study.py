@@ -9,6 +9,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from obliviate.cli import main
+from obliviate.errors import InvalidConfigError
 from obliviate.recording import RECORDING_FILE, RECORDING_META
 from obliviate.studies import run_unrolling_study
 
@@ -50,3 +51,16 @@ def test_cli_study_quick(tmp_path, capsys):
     assert {"privacy_risk", "privacy_risk_retrained", "privacy_risk_sgu"} <= set(doc["points"][0])
     assert "Spearman(VE, UE)" in capsys.readouterr().out
     assert main(["study", "nothing"]) == 2
+
+
+def test_the_study_never_overwrites_an_earlier_one_silently(tmp_path, capsys):
+    """Issue 13 items 6-7: an earlier study's files are refused (exit 2) unless --force; the claim is released."""
+    grid = {"lr": (0.05,), "epochs": (1,), "std_reg": (0.0,)}
+    run_unrolling_study(out=tmp_path, grid=grid, privacy=False, progress=False)
+    before = (tmp_path / "points.json").read_bytes()
+    with pytest.raises(InvalidConfigError, match=r"points\.json.*--force"):
+        run_unrolling_study(out=tmp_path, grid=grid, privacy=False, progress=False)
+    assert (tmp_path / "points.json").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["points.json", "ve_vs_ue.png"]  # no claim, no staging left
+    run_unrolling_study(out=tmp_path, grid={**grid, "lr": (0.02,)}, privacy=False, progress=False, force=True)
+    assert json.loads((tmp_path / "points.json").read_text())["points"][0]["lr"] == 0.02

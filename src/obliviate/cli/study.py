@@ -20,6 +20,7 @@ def add_parser(sub: Any) -> None:
     su.add_argument("--seed", type=int, default=0, help="seed of the model, batch order and shadow model (default: 0)")
     su.add_argument("--no-privacy", action="store_true", help="skip the privacy risk scores (no shadow model)")
     su.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
+    su.add_argument("--force", action="store_true", help="overwrite an earlier study's files in --out")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
     if args.study == "unrolling":
         from ..studies.unrolling import run_unrolling_study
 
-        run_unrolling_study(out=args.out, quick=args.quick, seed=args.seed, privacy=not args.no_privacy, device=args.device)
+        run_unrolling_study(
+            out=args.out, quick=args.quick, seed=args.seed, privacy=not args.no_privacy, device=args.device, force=args.force
+        )
         return 0
     raise InvalidConfigError(f"Unknown study {args.study!r}; valid: unrolling.")  # argparse already refuses it

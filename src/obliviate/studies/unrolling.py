@@ -128,8 +128,13 @@ def run_unrolling_study(
     device: str = "cpu",
     progress: bool | None = None,
     console: Any = None,
+    force: bool = False,
 ) -> UnrollingStudy:
     """Run the study and write ``points.json`` and ``ve_vs_ue.png`` into ``out``.
+
+    ``out`` is claimed (:class:`~obliviate.runs.DirClaim`) before the compute: a directory another
+    process is writing is refused, and so is one holding an earlier study's files unless ``force``.
+    The files are written into a staging folder and moved in whole at the end.
 
     Args:
         out: Output directory (None: write nothing).
@@ -141,18 +146,48 @@ def run_unrolling_study(
         device: "cpu" (default), "cuda", "auto".
         progress: One line per grid point on stderr (None: only on a terminal).
         console: A rich console for the summary table (None: stdout).
+        force: Overwrite an earlier study's ``points.json`` and ``ve_vs_ue.png`` in ``out``.
 
     Returns:
         An :class:`UnrollingStudy`.
+
+    Raises:
+        InvalidConfigError: ``out`` is being written by another process, or holds an earlier study
+            (without ``force``).
     """
-    import sys
-
-    from scipy.stats import pearsonr, spearmanr
-
     started = time.perf_counter()
     seed = check_seed("run_unrolling_study", seed)
     points_grid = _grid(grid if grid is not None else (QUICK_GRID if quick else STUDY_GRID))
     dev = resolve_device(device)
+    if out is None:
+        return _run(points_grid, seed, privacy, dev, show_progress=progress, console=console, started=started, claim=None)
+    from ..runs import DirClaim
+
+    claim = DirClaim.acquire(out, flag="--out", protected=STUDY_FILES, force_flag="--force", force=force)
+    with claim:
+        return _run(points_grid, seed, privacy, dev, show_progress=progress, console=console, started=started, claim=claim)
+
+
+STUDY_FILES = ("points.json", "ve_vs_ue.png")
+
+
+def _run(
+    points_grid: list[tuple[float, int, float]],
+    seed: int,
+    privacy: bool,
+    dev: Any,
+    *,
+    show_progress: bool | None,
+    console: Any,
+    started: float,
+    claim: Any,
+) -> UnrollingStudy:
+    """The body of :func:`run_unrolling_study`; writes into ``claim``'s directory when given."""
+    import sys
+
+    from scipy.stats import pearsonr, spearmanr
+
+    progress = show_progress
     show = sys.stderr.isatty() if progress is None else progress
     ds = load_dataset("digits")
     val = validation_split(ds, fraction=0.1, seed=seed)
@@ -276,12 +311,13 @@ def run_unrolling_study(
         seconds=time.perf_counter() - started,
         config=config,
     )
-    if out is not None:
-        out_dir = Path(out)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        study.out_dir = out_dir
-        study.plot = _plot(points, study.spearman, out_dir / "ve_vs_ue.png")
-        write_json(out_dir / "points.json", study.to_json())
+    if claim is not None:
+        stage = claim.staging()
+        _plot(points, study.spearman, stage / "ve_vs_ue.png")
+        study.out_dir = claim.path
+        study.plot = claim.path / "ve_vs_ue.png"
+        write_json(stage / "points.json", study.to_json())
+        claim.publish(stage, last=("points.json",))
     _print(study, console)
     return study
 
