@@ -145,7 +145,7 @@ def run_method(method: str, ctx: dict[str, Any], budget: float, seed: int, datas
             gaps = [t["true_gap"] for t in done]
             rho = spearmanr(proxy, gaps).statistic if len(done) >= 3 and len(set(proxy)) > 1 and len(set(gaps)) > 1 else None
             entry["spearman"] = None if rho is None or math.isnan(rho) else float(rho)
-            entry["regret"] = float(tr.trials[tr.best_trial]["true_gap"] - min(gaps)) if gaps else None
+            entry["regret"] = float(tr.best["true_gap"] - min(gaps)) if gaps else None
             entry["trial_table"] = [
                 {k: t[k] for k in ("number", "params", "value", "true_gap", "val_acc_drop", "seconds", "status")}
                 for t in tr.trials

@@ -89,8 +89,8 @@ class TuneResult:
             to repeat the best trial: the searched values and the ``fixed`` ones.
         best_result: The best trial's result (the trial's own run, not a rerun); its
             ``seconds`` is that run alone.
-        trials: One dict per trial of the study (earlier sessions of a stored study included),
-            in order: ``number``, ``params`` (searched values), ``value`` (the objective; None if
+        trials: One dict per trial that ran in the study (earlier sessions of a stored study
+            included), in order: ``number``, ``params`` (searched values), ``value`` (the objective; None if
             failed), ``true_gap`` (avg gap to ``reference`` when one was given, else None),
             ``gap_seconds`` (the time of measuring ``true_gap``: with the proxy objective, a cost
             of the comparison, not of the search), ``terms`` (the proxy's parts), ``val_acc_drop``,
@@ -122,6 +122,11 @@ class TuneResult:
     best_trial: int = 0
     space: dict[str, str] = field(default_factory=dict)
     comparison_seconds: float = 0.0
+
+    @property
+    def best(self) -> dict[str, Any]:
+        """The best trial's row of :attr:`trials`."""
+        return next(t for t in self.trials if t["number"] == self.best_trial)
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the model, JSON-ready."""
@@ -612,7 +617,8 @@ def tune(
             study.optimize(run_trial, n_trials=n_trials, catch=_TRIAL_FAILURES, callbacks=[after])
         finally:
             bar.close()
-        trials = [_row(t) for t in study.trials]
+        # enqueued starting points the budget never reached stay "waiting" in the study (a resumed search runs them)
+        trials = [_row(t) for t in study.trials if t.state != optuna.trial.TrialState.WAITING]
         complete = [t for t in study.trials if t.value is not None]
         if not complete:
             first = trials[0]["error"] if trials else "-"

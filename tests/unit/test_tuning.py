@@ -107,7 +107,7 @@ def test_tune_with_n_trials_returns_params_inside_the_ranges(classwise):
 def test_best_result_is_the_best_trials_own_run_not_a_rerun(classwise):
     model, sc = classwise
     tr = ob.tune(model, sc, Knob(), n_trials=4, progress=False)
-    best = tr.trials[tr.best_trial]
+    best = tr.best
     assert tr.best_result.seconds == best["seconds"]  # the same timed run
     assert tr.best_result.config["push"] == tr.best_params["push"]
     assert tr.seconds >= sum(t["seconds"] for t in tr.trials)
@@ -147,6 +147,16 @@ def test_a_new_study_starts_from_the_defaults_then_the_presets_inside_the_space(
         {"push": 0.0},
         {"push": 0.7},
     ]
+
+
+def test_starting_points_the_budget_did_not_reach_are_left_out_and_run_on_resume(classwise, tmp_path):
+    model, sc = classwise
+    db = tmp_path / "study.db"
+    first = ob.tune(model, sc, KnobWithPresets(), n_trials=1, storage=db, study_name="s", progress=False)
+    assert [t["params"] for t in first.trials] == [{"push": 0.0, "mode": "a"}]  # the preset's start is still waiting
+    second = ob.tune(model, sc, KnobWithPresets(), n_trials=1, storage=db, study_name="s", progress=False)
+    assert [t["params"] for t in second.trials] == [{"push": 0.0, "mode": "a"}, {"push": 0.7, "mode": "b"}]
+    assert second.best == second.trials[1] and second.best_params == {"push": 0.7, "mode": "b"}
 
 
 def test_fixed_hyperparameters_are_not_searched_and_come_back_in_best_params(classwise):

@@ -122,10 +122,10 @@ def tune_and_save(
     """
     from ..errors import MissingDataError
     from ..evaluation import evaluate
-    from ..io import write_json
+    from ..io import MODEL_FILE
     from ..methods import METHODS
     from ..report import run_record
-    from ..runs import RunDir
+    from ..runs import RunDir, file_sha256
     from ..tuning import tune
 
     budget_s, n_trials = parse_budget(budget, budget_flag)
@@ -143,58 +143,61 @@ def tune_and_save(
             )
         recording = source.recording()
     masks = source.masks(run_.model)
+    parent_digest = file_sha256(source.path / MODEL_FILE)  # lets evaluate refuse the original as a reference
     reference = None
     if args.reference is not None:
         reference = evaluate(args.reference, sc, metrics=["forget_acc", "retain_acc", "test_acc", "mia_efficacy"], seed=args.seed)
-    result = tune(
-        run_,
-        sc,
-        args.method,
-        budget_s=budget_s,
-        n_trials=n_trials,
-        objective=args.objective,
-        reference=reference,
-        seed=args.seed,
-        storage=args.storage,
-        study_name=args.study_name,
-        progress=True,
-        device=args.device,
-        preset=args.preset,
-        masks=masks,
-        recording=recording,
-        **fixed,
-    )
-    best = result.best_result
-    best_row = result.trials[result.best_trial]
-    out = RunDir.create(args.out, flag="--out")
-    ev = evaluate(best, sc, reference=reference, seed=args.seed)
-    summary = result.to_dict()
-    diagnostics = {**best.diagnostics, "final_run_seconds": best.seconds, "tune_trials": float(len(result.trials))}
-    if best_row.get("val_acc_drop") is not None:
-        diagnostics["val_acc_drop"] = float(best_row["val_acc_drop"])
-    out.save(
-        best.model,
-        run_record(
-            scenario=sc.summary(),
-            method=args.method,
-            params=best.config,
+    # Claimed before the search, held until the files are in: a second command into the same --out is refused.
+    with RunDir.create(args.out, flag="--out") as out:
+        result = tune(
+            run_,
+            sc,
+            args.method,
+            budget_s=budget_s,
+            n_trials=n_trials,
+            objective=args.objective,
+            reference=reference,
             seed=args.seed,
-            metrics=ev.to_dict(),
-            seconds=result.seconds,
-            diagnostics=diagnostics,
-            kind="unlearn",
+            storage=args.storage,
+            study_name=args.study_name,
+            progress=True,
+            device=args.device,
             preset=args.preset,
-            origin=source.origin,
-            parent=str(Path(args.run_dir)),
-            train_set=sc.retain_set.to_json(),
-            tune={k: summary[k] for k in ("objective", "study_name", "space", "best_trial", "best_params", "best_value")}
-            | {"budget": budget, "trials": len(result.trials), "file": TUNE_FILE},
-        ),
-        scenario=sc,
-        masks=masks,
-        metadata={"dataset": run_.dataset.name, "method": args.method},
-    )
-    write_json(out.path / TUNE_FILE, {"schema": TUNE_SCHEMA, "scenario": sc.summary(), **summary})
+            masks=masks,
+            recording=recording,
+            **fixed,
+        )
+        best = result.best_result
+        best_row = result.best
+        ev = evaluate(best, sc, reference=reference, seed=args.seed)
+        summary = result.to_dict()
+        diagnostics = {**best.diagnostics, "final_run_seconds": best.seconds, "tune_trials": float(len(result.trials))}
+        if best_row.get("val_acc_drop") is not None:
+            diagnostics["val_acc_drop"] = float(best_row["val_acc_drop"])
+        tune_block = {k: summary[k] for k in ("objective", "study_name", "space", "best_trial", "best_params", "best_value")}
+        out.save(
+            best.model,
+            run_record(
+                scenario=sc.summary(),
+                method=args.method,
+                params=best.config,
+                seed=args.seed,
+                metrics=ev.to_dict(),
+                seconds=result.seconds,
+                diagnostics=diagnostics,
+                kind="unlearn",
+                preset=args.preset,
+                origin=source.origin,
+                parent=str(Path(args.run_dir)),
+                parent_model_sha256=parent_digest,
+                train_set=sc.retain_set.to_json(),
+                tune={**tune_block, "budget": budget, "trials": len(result.trials), "file": TUNE_FILE},
+            ),
+            scenario=sc,
+            masks=masks,
+            metadata={"dataset": run_.dataset.name, "method": args.method},
+            extra={TUNE_FILE: {"schema": TUNE_SCHEMA, "scenario": sc.summary(), **summary}},
+        )
     failed = sum(t["status"] == "failed" for t in result.trials)
     shown = ", ".join(f"{k}={_short(v)}" for k, v in result.best_params.items())
     print_metrics(
