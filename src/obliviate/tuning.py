@@ -435,11 +435,14 @@ def _in_space(space: Mapping[str, SearchSpace], values: Mapping[str, Any]) -> di
 
 def _starting_points(base: UnlearningMethod, space: Mapping[str, SearchSpace], fixed: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The first trials of a new study: ``base``'s values that lie in the space (the sampler draws the
-    others), then each preset whose searched values all lie in it; duplicates dropped.
+    others), then each preset whose searched values all lie in it and whose other values are
+    ``base``'s (a trial sets only the searched fields, so any other preset would not be run as
+    itself); duplicates dropped.
     """
     cls = type(base)
     out: list[dict[str, Any]] = []
-    first = _in_space(space, base.to_dict())
+    start = base.to_dict()
+    first = _in_space(space, start)
     if first:
         out.append(first)
     for preset in cls.presets:
@@ -448,7 +451,8 @@ def _starting_points(base: UnlearningMethod, space: Mapping[str, SearchSpace], f
         except UnlearningError:  # a preset that contradicts a fixed value is skipped
             continue
         point = _in_space(space, values)
-        if len(point) == len(space) and point not in out:
+        same_rest = all(values[n] == start[n] for n in values if n not in space)
+        if len(point) == len(space) and same_rest and point not in out:
             out.append(point)
     return out[:MAX_STARTS]
 
@@ -477,10 +481,10 @@ def tune(
 
     The searched hyperparameters are the method's fields declared with ``search=`` (see
     :meth:`~obliviate._validation.Config.search_space`), updated by ``space``, minus ``fixed``.
-    A new study first runs the method's defaults (or the ``preset``'s values), then its other
-    presets' values (at most :data:`MAX_STARTS` starting points in all, the values that lie in
-    the ranges, duplicates dropped), so the search starts from the settings the library ships;
-    then the TPE sampler proposes. Every trial runs
+    A new study first runs the method's defaults (or the ``preset``'s values), then those of its
+    other presets that differ from them only in searched fields, within the ranges (at most
+    :data:`MAX_STARTS` starting points in all), so the search starts from the settings the
+    library ships; then the TPE sampler proposes. Every trial runs
     :func:`obliviate.unlearn` with ``seed`` and is scored by ``objective``:
 
     * ``"proxy"``: :func:`proxy_objective` (no oracle; one inference pass over val and D_f);

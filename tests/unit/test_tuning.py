@@ -130,7 +130,12 @@ class KnobWithPresets(Knob):
         sleep: As Knob.
     """
 
-    presets: ClassVar[dict] = {"far": {"push": 5.0}, "same": {"push": 0.0}, "strong": {"push": 0.7, "mode": "b"}}
+    presets: ClassVar[dict] = {
+        "far": {"push": 5.0},
+        "same": {"push": 0.0},
+        "slow": {"push": 0.9, "sleep": 0.01},  # differs in a field that is not searched: a trial could not run it
+        "strong": {"push": 0.7, "mode": "b"},
+    }
 
 
 KnobWithPresets.name = "knob_with_presets"
@@ -139,7 +144,7 @@ KnobWithPresets.name = "knob_with_presets"
 def test_a_new_study_starts_from_the_defaults_then_the_presets_inside_the_space(classwise):
     model, sc = classwise
     tr = ob.tune(model, sc, KnobWithPresets(), n_trials=3, progress=False)
-    # "far" lies outside the push range and "same" repeats the defaults: neither is a starting point
+    # "far" lies outside the push range, "same" repeats the defaults, "slow" sets an unsearched field: not starts
     assert [t["params"] for t in tr.trials[:2]] == [{"push": 0.0, "mode": "a"}, {"push": 0.7, "mode": "b"}]
     assert tr.trials[2]["params"] not in ({"push": 0.0, "mode": "a"}, {"push": 0.7, "mode": "b"})
     # a fixed value applies to the presets too; the preset that contradicts nothing stays
