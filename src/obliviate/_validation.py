@@ -356,7 +356,13 @@ def param(default: Any, constraint: Constraint, *, search: SearchSpace | None = 
         if not isinstance(search, SearchSpace):
             raise InvalidConfigError(f"param(search=...) takes Log, Linear, IntRange or Choice; got {type(search).__name__}.")
         for point in search.points():
-            constraint.coerce(f"the search range {search.describe()}", "search", point)
+            try:
+                constraint.coerce("param", "search", point)
+            except InvalidConfigError:
+                raise InvalidConfigError(
+                    f"param(search={search.describe()}): its point {point!r} is not {constraint.describe()}, what the field "
+                    "accepts; every point of a search range must be a valid value."
+                ) from None
         metadata["search"] = search
     return dataclasses.field(default=default, metadata=metadata)
 
