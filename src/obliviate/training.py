@@ -559,14 +559,14 @@ def fit(
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     history: list[dict[str, float]] = []
-    bar = _progress_bar(progress, config.epochs, desc)
-    model.train()
     weights = list(model.parameters())
     start_norm = parameter_norm(weights)
     if not math.isfinite(start_norm):
         raise IncompatibleModelError(
             f"The model's weights hold NaN or inf values before training ({desc}); load a checkpoint with finite weights."
         )
+    bar = _progress_bar(progress, config.epochs, desc)
+    model.train()
     if step_hook is not None:
         step_hook.start(model, opt, config, custom_loss=custom_loss)
     try:
@@ -582,7 +582,7 @@ def fit(
                 if not torch.isfinite(loss):
                     raise DivergenceError(
                         f"The loss became {loss.item()} in epoch {epoch + 1} ({desc}); lower the learning rate "
-                        "or enable gradient clipping."
+                        "or enable gradient clipping (grad_clip)."
                     )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
