@@ -72,6 +72,7 @@ class Ctx:
     run_dir: Path
     tmp: Path
     file: Path  # an existing plain file
+    recorded: Path  # a trained mlp run holding its recording (sgu)
 
     @property
     def out(self) -> Path:
@@ -143,6 +144,14 @@ class Ctx:
         self.out.mkdir()
         (self.out / name).write_text(text)
         return self.out
+
+    def recording_edited(self, edit: Callable[[dict[str, Any]], None]) -> Path:
+        """A copy of the recorded run whose recording.json is edited in place by ``edit``."""
+        copy = Path(shutil.copytree(self.recorded, self.tmp / "edited_recording"))
+        meta = json.loads((copy / "recording.json").read_text())
+        edit(meta)
+        (copy / "recording.json").write_text(json.dumps(meta))
+        return copy
 
     def run_with(self, checkpoint: Callable[[], Path] | None) -> Path:
         """A copy of the trained run whose model.safetensors is replaced (None: removed)."""
@@ -798,6 +807,77 @@ CASES: list[Case] = [
         lambda c: c.train_args() if c.out_holding(".obliviate-claim", json.dumps({"pid": 4242, "host": "elsewhere"})) else [],
         cli_words=("unfinished run", "remove the directory"),
     ),
+    # ---- training that blows up: exit 1, no run written (issue 13 item 4)
+    Case(
+        "diverge-l1-sparse",
+        UnlearningError,
+        None,
+        (),
+        lambda c: c.unlearn_args("--set", "lr=1e5", "--set", "epochs=1", method="l1_sparse"),
+        cli_words=("diverged",),
+        exit_code=1,
+    ),
+    Case(
+        "diverge-gradient-ascent",
+        UnlearningError,
+        None,
+        (),
+        lambda c: c.unlearn_args("--set", "lr=1e4", method="gradient_ascent"),
+        cli_words=("diverged",),
+        exit_code=1,
+    ),
+    Case(
+        "diverge-ga-l1",
+        UnlearningError,
+        None,
+        (),
+        lambda c: c.unlearn_args("--set", "lr=1e4", method="ga_l1"),
+        cli_words=("diverged",),
+        exit_code=1,
+    ),
+    Case(
+        "diverge-finetune-adam",
+        UnlearningError,
+        None,
+        (),
+        lambda c: c.unlearn_args("--set", "optimizer=adam", "--set", "lr=1e3", method="finetune"),
+        cli_words=("diverged",),
+        exit_code=1,
+    ),
+    Case(
+        "diverge-train", UnlearningError, None, (), lambda c: c.train_args("--lr", "1e4"), cli_words=("norm grew",), exit_code=1
+    ),
+    # ---- recordings edited after the run (issue 13 item 13)
+    Case(
+        "recording-param-names-cut",
+        UnlearningError,
+        None,
+        (),
+        lambda c: c.unlearn_args(
+            run_dir=c.recording_edited(lambda m: m.update(param_names=m["param_names"][:1])), scenario="random:0.1", method="sgu"
+        ),
+        cli_words=("recording.json", "edited"),
+    ),
+    Case(
+        "recording-digest-forged",
+        UnlearningError,
+        None,
+        (),
+        lambda c: c.unlearn_args(
+            run_dir=c.recording_edited(lambda m: m.update(digest="sha256:00")), scenario="random:0.1", method="sgu"
+        ),
+        cli_words=("recording.json", "edited"),
+    ),
+    Case(
+        "recording-seed-changed",
+        UnlearningError,
+        None,
+        (),
+        lambda c: c.unlearn_args(
+            run_dir=c.recording_edited(lambda m: m.update(seed=m.get("seed", 0) + 1)), scenario="random:0.1", method="sgu"
+        ),
+        cli_words=("edited",),
+    ),
     # ---- checkpoints that are not what the model needs (issue 13 item 11)
     Case(
         "checkpoint-nan",
@@ -899,12 +979,20 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
     return run_dir, snapshot(run_dir)
 
 
+@pytest.fixture(scope="module")
+def recorded_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("bad_input_recorded") / "recorded"
+    args = ["train", "--dataset", "digits", "--model", "mlp", "--epochs", "1", "--record", "--out", str(run_dir)]
+    assert main(args) == 0
+    return run_dir
+
+
 @pytest.fixture
-def ctx(digits: ob.DatasetSplits, trained_run: tuple[Path, dict[str, bytes]], tmp_path: Path) -> Ctx:
+def ctx(digits: ob.DatasetSplits, trained_run: tuple[Path, dict[str, bytes]], recorded_run: Path, tmp_path: Path) -> Ctx:
     file = tmp_path / "a_file"
     file.write_text("not a directory\n")
     sc = ob.Scenario.classwise(digits, forget_class=3, seed=0)
-    return Ctx(ds=digits, sc=sc, run_dir=trained_run[0], tmp=tmp_path, file=file)
+    return Ctx(ds=digits, sc=sc, run_dir=trained_run[0], tmp=tmp_path, file=file, recorded=recorded_run)
 
 
 # --------------------------------------------------------------------------- tests
