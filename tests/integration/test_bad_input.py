@@ -12,7 +12,7 @@ import builtins
 import json
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,19 +34,12 @@ from obliviate.errors import (
     UnlearningError,
 )
 from obliviate.io import load_weights, save_model
+from obliviate.testing import run_cli
 
 RUN_FILES = ("model.safetensors", "run.json", "scenario.json")
 
 
 # --------------------------------------------------------------------------- helpers
-def run_cli(capsys: pytest.CaptureFixture[str], args: Sequence[object]) -> tuple[int, str, str]:
-    """Run ``obliviate ARGS`` in-process; argparse's SystemExit becomes the exit status."""
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:  # argparse usage errors
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:
@@ -1013,7 +1006,7 @@ def test_cli_refuses_with_one_line(
     args = case.cli(ctx)  # type: ignore[misc]
     file_before = ctx.file.read_bytes()
     out_before = snapshot(ctx.out) if ctx.out.is_dir() else {}
-    code, out, err = run_cli(capsys, args)
+    code, out, err = run_cli(capsys, *args)
     assert code == case.exit_code, f"exit {code}; stderr:\n{err}"
     assert "Traceback" not in err
     lines = err.strip().splitlines()
@@ -1134,7 +1127,7 @@ def test_certified_cli_refuses_with_one_line(
     case: CertifiedCase, certified_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = _certified_snapshot(certified_run)
-    code, out, err = run_cli(capsys, case.args(certified_run, tmp_path))
+    code, out, err = run_cli(capsys, *case.args(certified_run, tmp_path))
     assert code == case.exit_code, f"exit {code}; stderr:\n{err}"
     assert "Traceback" not in err
     lines = err.strip().splitlines()

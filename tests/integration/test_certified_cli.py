@@ -24,25 +24,10 @@ from obliviate.certified.run import CRASH_ENV, LEDGER_FILE, MODEL_FILE, Certifie
 from obliviate.cli import main
 from obliviate.errors import DuplicateRequestError, LedgerError, UnknownSampleError
 from obliviate.ledger import DeletionLedger
+from obliviate.testing import one_error_line, run_cli
 
 # the seeds here are deliberate (reproducible tests): the warning is tested in test_secrecy.py
 pytestmark = pytest.mark.filterwarnings("ignore::obliviate.certified.SeededNoiseWarning")
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:  # argparse usage errors
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"
-    assert lines[0].startswith("obliviate: error: "), lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

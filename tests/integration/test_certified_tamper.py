@@ -34,26 +34,11 @@ from obliviate.certified.run import CRASH_ENV, LEDGER_FILE, MODEL_FILE, SECRET_F
 from obliviate.cli import main
 from obliviate.ledger import DeletionLedger
 from obliviate.ledger.ledger import _EVENT_COLUMNS, _REQUEST_COLUMNS, _head_mac, _link
+from obliviate.testing import one_error_line, run_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore::obliviate.certified.SeededNoiseWarning")
 TRIGGERS = [f"{t}_no_{op}" for t in ("meta", "requests", "events") for op in ("update", "delete")]
 FIT = ["certified", "fit", "--classes", "3,8", "--lam", "0.01", "--sigma", "10", "--seed", "0"]
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"
-    assert lines[0].startswith("obliviate: error: ") and "Traceback" not in err, lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ import obliviate as ob
 from obliviate.cli import main
 from obliviate.data import Subset, validation_split
 from obliviate.io import load_weights
+from obliviate.testing import one_error_line, run_cli
 from obliviate.training import accuracy
 
 TRAIN_EPOCHS = 3
@@ -34,14 +35,6 @@ RECORD_KEYS = {"scenario", "method", "params", "seed", "status", "error", "metri
 
 
 # --------------------------------------------------------------------------- helpers
-def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    """Run ``obliviate ARGS`` in-process; argparse's SystemExit becomes the exit status."""
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:  # argparse usage errors and --help
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 PRINTED: dict[Path, str] = {}  # what each fixture's command printed, by run directory
@@ -55,14 +48,6 @@ def run_main(*args: object, out: Path) -> Path:
     assert code == 0, f"obliviate {' '.join(map(str, args))} exited {code}"
     PRINTED[out] = buffer.getvalue()
     return out
-
-
-def one_error_line(err: str) -> str:
-    """The single stderr line of a failed command (bad input prints exactly one line)."""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{err}"
-    assert lines[0].startswith("obliviate: error: "), lines[0]
-    return lines[0]
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:

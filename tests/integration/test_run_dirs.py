@@ -29,27 +29,9 @@ import pytest
 import obliviate as ob
 from obliviate.cli import main
 from obliviate.errors import InvalidConfigError
+from obliviate.testing import one_error_line, run_cli
 
 # --------------------------------------------------------------------------- helpers
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    """Run ``obliviate ARGS`` in-process; argparse's SystemExit becomes the exit status."""
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error_line(err: str) -> str:
-    """The single stderr line of a refused command (no traceback)."""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{err}"
-    assert lines[0].startswith("obliviate: error: "), lines[0]
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:

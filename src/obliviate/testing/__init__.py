@@ -49,7 +49,16 @@ from ..metrics import Metric
 from ..models import build_model
 from ..training import accuracy, train
 
-__all__ = ["toy_dataset", "toy_scenario", "toy_model", "toy_recording", "check_method", "check_metric"]
+__all__ = [
+    "toy_dataset",
+    "toy_scenario",
+    "toy_model",
+    "toy_recording",
+    "check_method",
+    "check_metric",
+    "run_cli",
+    "one_error_line",
+]
 
 
 def _fail(method: str, check: str, detail: str) -> AssertionError:
@@ -491,3 +500,36 @@ def check_metric(metric: str | type[Metric], *, tests_dir: str | os.PathLike[str
             raise _metric_fail(name, "reference_test", problem)
         report["reference_test"] = "ok"
     return report
+
+
+def run_cli(capsys: Any, *args: object) -> tuple[int, str, str]:
+    """Run ``obliviate ARGS`` in-process under pytest: (exit status, stdout, stderr).
+
+    Args:
+        capsys: pytest's ``capsys`` fixture (what the command printed is read from it).
+        *args: The command line after ``obliviate`` (paths and numbers are turned into strings).
+
+    Returns:
+        The exit status (argparse's ``SystemExit`` becomes the status) and what was printed.
+    """
+    from ..cli import main
+
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse usage errors and --help
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_error_line(err: str) -> str:
+    """The single stderr line of a refused command, ``obliviate: error: ...``; fails on anything else.
+
+    Raises:
+        AssertionError: ``err`` is not exactly one such line, or holds a traceback.
+    """
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{err}"
+    assert lines[0].startswith("obliviate: error: "), lines[0]
+    assert "Traceback" not in err
+    return lines[0]
