@@ -517,6 +517,21 @@ class Scenario:
         return self.test if mask is None else Subset(self.dataset.test, self.test_idx[~mask])
 
     @cached_property
+    def val_retain(self) -> Subset:
+        """The validation split without the forgotten (sub-)class (the whole split otherwise).
+
+        What the health check of every unlearning result measures: accuracy on the classes the
+        model must keep, on rows no method trains on.
+        """
+        if self.kind == "classwise":
+            mask = self.dataset.train_targets[self.val_idx] == self.params["forget_class"]
+        elif self.kind == "subclass" and self.dataset.train_fine is not None:
+            mask = self.dataset.train_fine[self.val_idx] == self.params["fine_class"]
+        else:
+            return self.val
+        return Subset(self.dataset.train, self.val_idx[~mask], train_split_of=self.dataset.name)
+
+    @cached_property
     def test_forget(self) -> Subset | None:
         """Test samples of the forgotten (sub-)class, or None for random/custom scenarios."""
         mask = self.test_forget_mask

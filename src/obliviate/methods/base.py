@@ -24,12 +24,27 @@ import torch
 from torch import nn
 
 from .._utils import Timer, resolve_device, seeded
-from .._validation import Config, Interval, Options, check_output_width, check_seed, param
+from .._validation import Config, Interval, Options, check_interval, check_output_width, check_seed, param
 from ..data.scenario import SCENARIO_KINDS, SPLITS, Scenario, TrainingSet
-from ..errors import DivergenceError, IncompatibleModelError, InvalidConfigError, MissingDataError
+from ..errors import DivergenceError, IncompatibleModelError, InvalidConfigError, MissingDataError, UnlearningWarning
 from ..registry import Registry
 from ..runs import check_training_set
-from ..training import TrainConfig, TrainResult, check_weight_norm, fit, parameter_norm, resolve_masks
+from ..training import TrainConfig, TrainResult, accuracy, check_weight_norm, fit, parameter_norm, resolve_masks
+
+COLLAPSE_DROP = 10.0
+"""Default ``collapse_drop``: a result whose retained-class validation accuracy fell by more points is collapsed."""
+
+
+def _replay(caught: list[warnings.WarningMessage]) -> list[str]:
+    """Issue the recorded warnings again (same category and origin); return them as notes, each once."""
+    notes: list[str] = []
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+        note = f"{w.category.__name__}: {w.message}"
+        if note not in notes:
+            notes.append(note)
+    return notes
+
 
 __all__ = [
     "METHODS",
@@ -164,6 +179,13 @@ class UnlearningResult:
         method: Registry name of the method.
         training_set: What the unlearned model is, in effect, trained on: the scenario's retain
             set. A later request on this model (``scenario.then(...)``) is checked against it.
+        status: The health check's verdict: ``"ok"``; ``"collapsed"`` when the accuracy on the
+            retained classes' validation split (``scenario.val_retain``) fell by more than
+            ``collapse_drop`` points against the input model (``diagnostics["val_acc_drop"]``);
+            ``"unchecked"`` when that split is empty. Non-finite weights are not a status but a
+            :class:`~obliviate.errors.DivergenceError` (run records then say ``"diverged"``).
+        notes: The warnings raised during the run (``"Category: message"``, each once), so that
+            tables can show them beside the row instead of in the middle of a progress bar.
     """
 
     model: nn.Module
@@ -172,6 +194,8 @@ class UnlearningResult:
     diagnostics: dict[str, float]
     method: str
     training_set: TrainingSet | None = None
+    status: str = "ok"
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -233,8 +257,14 @@ class UnlearningMethod(Config):
         masks: Mapping[str, torch.Tensor] | None = None,
         progress: bool | None = None,
         recording: Any = None,
+        collapse_drop: float = COLLAPSE_DROP,
     ) -> UnlearningResult:
         """Unlearn ``scenario.forget`` from a copy of ``model``.
+
+        Every result is health-checked: the accuracy of the input and of the unlearned model on
+        ``scenario.val_retain`` (one forward pass each, timed apart from ``seconds``) gives
+        ``diagnostics["val_acc_drop"]`` (points) and ``status`` ("ok", or "collapsed" with an
+        :class:`~obliviate.errors.UnlearningWarning` naming the fix).
 
         Args:
             model: The trained model; never modified. Pass the ``TrainResult`` of
@@ -249,9 +279,11 @@ class UnlearningMethod(Config):
             progress: Show progress bars (None: only on a terminal).
             recording: ``ob.train(..., record=True).recording`` of the model's training, for
                 methods that unroll it (``sgu``, ``amnesiac``); ignored by the others.
+            collapse_drop: Retained-class validation accuracy drop, in points, above which the
+                result is ``"collapsed"`` (default :data:`COLLAPSE_DROP`).
 
         Returns:
-            The unlearned model with its timing, resolved configuration and diagnostics.
+            The unlearned model with its timing, resolved configuration, diagnostics and status.
 
         Raises:
             InvalidConfigError: wrong argument types or values.
@@ -303,9 +335,17 @@ class UnlearningMethod(Config):
                 f"The model given to {type(self).__name__}.unlearn holds NaN or inf weights; use a model with finite weights."
             )
         fix = "lower its learning rate" if "lr" in self.field_names() else "change its hyperparameters"
+        collapse_drop = check_interval(
+            f"{type(self).__name__}.unlearn", "collapse_drop", collapse_drop, float, low=0.0, high=100.0
+        )
+        health_timer = Timer(dev)
+        with health_timer:  # the input model's accuracy on the retained classes, timed apart from the method
+            before = accuracy(net, scenario.val_retain, device=dev) if len(scenario.val_retain) else math.nan
         try:
-            with seeded(seed, dev), Timer(dev) as timer:
-                out = self._unlearn(net, scenario, ctx)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("default")
+                with seeded(seed, dev), Timer(dev) as timer:
+                    out = self._unlearn(net, scenario, ctx)
             ctx.restore_frozen(out)
             bad = [n for n, p in out.named_parameters() if not torch.isfinite(p).all()]
             if bad:
@@ -313,9 +353,23 @@ class UnlearningMethod(Config):
             check_weight_norm(parameter_norm(out.parameters()), start_norm, "over the run", fix)
         except DivergenceError as err:
             raise DivergenceError(f"Method {self.name or type(self).__name__!r} diverged: {err}") from err
+        finally:
+            notes = _replay(caught)
         out.eval()
         diagnostics = {k: float(v) for k, v in ctx.diagnostics.items()}
         diagnostics["passes"] = ctx.counter["samples"] / max(1, len(scenario.train))
+        status = "unchecked"
+        with health_timer:
+            after = accuracy(out, scenario.val_retain, device=dev) if len(scenario.val_retain) else math.nan
+        if math.isfinite(before) and math.isfinite(after):
+            drop = 100.0 * (before - after)
+            diagnostics["val_acc_before"], diagnostics["val_acc_after"], diagnostics["val_acc_drop"] = before, after, drop
+            status = "collapsed" if drop > collapse_drop else "ok"
+        diagnostics["health_seconds"] = health_timer.seconds
+        if status == "collapsed":
+            message = self._collapse_message(before, after, collapse_drop)
+            warnings.warn(message, UnlearningWarning, stacklevel=3)
+            notes.append(f"{UnlearningWarning.__name__}: {message}")
         return UnlearningResult(
             model=out,
             seconds=timer.seconds,
@@ -323,6 +377,19 @@ class UnlearningMethod(Config):
             diagnostics=diagnostics,
             method=self.name,
             training_set=scenario.retain_set,
+            status=status,
+            notes=notes,
+        )
+
+    def _collapse_message(self, before: float, after: float, collapse_drop: float) -> str:
+        """What a collapsed result's warning says: the drop, and the fixes."""
+        name = self.name or type(self).__name__
+        fixes = [f"a preset ({', '.join(sorted(self.presets))}; --preset NAME)"] if self.presets else []
+        fixes.append("tuning it for this model (ob.tune, or obliviate unlearn ... --tune 60s)")
+        return (
+            f"{name} collapsed the model: accuracy on the retained classes' validation split fell from "
+            f"{100 * before:.1f} % to {100 * after:.1f} % (more than {collapse_drop:g} points). Its hyperparameters "
+            f"do not suit this model; try {' or '.join(fixes)}."
         )
 
     def _unlearn(self, model: nn.Module, scenario: Scenario, ctx: RunContext) -> nn.Module:
@@ -385,6 +452,7 @@ def unlearn(
     progress: bool | None = None,
     preset: str | None = None,
     recording: Any = None,
+    collapse_drop: float | None = None,
     **hyperparameters: Any,
 ) -> UnlearningResult:
     """Unlearn ``scenario.forget`` from a copy of ``model`` with a registered method.
@@ -402,6 +470,8 @@ def unlearn(
         preset: Start from a named preset of the method (e.g. "digits").
         recording: ``ob.train(..., record=True).recording`` of the model's training; needed by
             ``sgu`` and ``amnesiac``, ignored by the other methods.
+        collapse_drop: Drop of the retained classes' validation accuracy, in points, above which
+            the result's ``status`` is ``"collapsed"`` (None: :data:`COLLAPSE_DROP`, 10 points).
         **hyperparameters: Fields of the method; unknown names are errors.
 
     Returns:
@@ -417,7 +487,16 @@ def unlearn(
         ('ssd', 10.0)
     """
     instance = make_method(method, preset=preset, **hyperparameters)
-    return instance.unlearn(model, scenario, seed=seed, device=device, masks=masks, progress=progress, recording=recording)
+    return instance.unlearn(
+        model,
+        scenario,
+        seed=seed,
+        device=device,
+        masks=masks,
+        progress=progress,
+        recording=recording,
+        collapse_drop=COLLAPSE_DROP if collapse_drop is None else collapse_drop,
+    )
 
 
 def make_method(method: str | UnlearningMethod, *, preset: str | None = None, **hyperparameters: Any) -> UnlearningMethod:
