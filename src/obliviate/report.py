@@ -66,6 +66,11 @@ _HEADERS = {
 }
 
 
+STATUSES = ("ok", "collapsed", "unchecked", "failed", "diverged")
+"""A run record's status: the first three hold a result (and metrics), the last two do not."""
+RESULT_STATUSES = STATUSES[:3]
+
+
 def run_record(
     *,
     scenario: dict[str, Any] | None,
@@ -78,11 +83,17 @@ def run_record(
     seconds: float | None = None,
     oracle_seconds: float | None = None,
     diagnostics: dict[str, Any] | None = None,
+    notes: Sequence[str] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """Build one run record; ``speedup`` is derived from the two timings."""
-    if status not in ("ok", "failed", "diverged"):
-        raise InvalidConfigError(f"A run's status must be 'ok', 'failed' or 'diverged'; got {status!r}.")
+    """Build one run record; ``speedup`` is derived from the two timings.
+
+    ``status`` is one of :data:`STATUSES`: a result's health-check verdict (``ok``, ``collapsed``,
+    ``unchecked``) or why there is no result (``failed``, ``diverged``). ``notes`` are the warnings
+    the run raised.
+    """
+    if status not in STATUSES:
+        raise InvalidConfigError(f"A run's status must be one of {', '.join(map(repr, STATUSES))}; got {status!r}.")
     speedup = None
     if seconds is not None and oracle_seconds is not None and seconds > 0:
         speedup = oracle_seconds / seconds
@@ -96,6 +107,7 @@ def run_record(
         "metrics": metrics or {},
         "timings": {"seconds": seconds, "oracle_seconds": oracle_seconds, "speedup": speedup},
         "diagnostics": diagnostics or {},
+        "notes": list(notes or []),
         "versions": versions(),
     }
     record.update(extra)
@@ -161,13 +173,25 @@ def aggregate(records: Iterable[dict[str, Any]], columns: Sequence[str] = TABLE_
             "method": method,
             "n": len(runs),
             "status": ",".join(sorted({r.get("status", "ok") for r in runs})),
+            "flags": _flags(runs),
+            "notes": list(dict.fromkeys(n for r in runs for n in r.get("notes") or [])),
         }
         for c in columns:
-            vals = [v for v in (record_value(r, c) for r in runs if r.get("status") == "ok") if v is not None]
+            vals = [v for v in (record_value(r, c) for r in runs if r.get("status", "ok") in RESULT_STATUSES) if v is not None]
             s = stat(vals)
             row[c] = (s["mean"], s["std"] if len(vals) > 1 else None) if s else None
         rows.append(row)
     return rows
+
+
+def _flags(runs: Sequence[dict[str, Any]]) -> str:
+    """What a row's method cell adds to its name: the runs that are not ``ok``, e.g. ``collapsed 1/3``."""
+    counts: dict[str, int] = {}
+    for r in runs:
+        st = r.get("status", "ok")
+        if st != "ok":
+            counts[st] = counts.get(st, 0) + 1
+    return ", ".join(f"{st} {n}/{len(runs)}" for st, n in sorted(counts.items()))
 
 
 def format_cell(column: str, cell: tuple[float, float | None] | None) -> str:
@@ -196,10 +220,25 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] = TABL
     head = "| method | " + " | ".join(_HEADERS.get(c, c) for c in cols) + " |"
     sep = "|---|" + "---:|" * len(cols)
     lines = [head, sep]
+    notes: list[str] = []
     for r in rows:
-        status = "" if r["status"] == "ok" else f" ({r['status']})"
-        lines.append(f"| {r['method']}{status} | " + " | ".join(format_cell(c, r.get(c)) for c in cols) + " |")
+        mark = ""
+        for n in r.get("notes") or []:
+            if n not in notes:
+                notes.append(n)
+            mark += f" [{notes.index(n) + 1}]"
+        lines.append(f"| {r['method']}{_status_text(r)}{mark} | " + " | ".join(format_cell(c, r.get(c)) for c in cols) + " |")
+    if notes:
+        lines += ["", *(f"[{i}] {n}" for i, n in enumerate(notes, 1))]
     return "\n".join(lines)
+
+
+def _status_text(row: dict[str, Any]) -> str:
+    """`` (collapsed 1/3)`` after a method whose runs are not all ``ok`` (nothing otherwise)."""
+    flags = row.get("flags")
+    if flags is None:  # a row built by hand, without aggregate()
+        return "" if row.get("status", "ok") == "ok" else f" ({row['status']})"
+    return f" ({flags})" if flags else ""
 
 
 def rich_table(rows: Sequence[dict[str, Any]], title: str, columns: Sequence[str] = TABLE_COLUMNS) -> Any:
@@ -212,8 +251,7 @@ def rich_table(rows: Sequence[dict[str, Any]], title: str, columns: Sequence[str
     for c in cols:
         table.add_column(_HEADERS.get(c, c), justify="right")
     for r in rows:
-        status = "" if r["status"] == "ok" else f" ({r['status']})"
-        table.add_row(r["method"] + status, *(format_cell(c, r.get(c)) for c in cols))
+        table.add_row(r["method"] + _status_text(r), *(format_cell(c, r.get(c)) for c in cols))
     return table
 
 

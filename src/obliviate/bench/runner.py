@@ -13,6 +13,7 @@ that raises :class:`~obliviate.errors.UnlearningError` gives a ``failed`` record
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -275,16 +276,30 @@ def _run_scenario(
         extra = {"preset": preset, **({"label": name} if name != method else {})}
         try:
             clear_importance_cache()  # every run is timed cold: no SSD importance left by an earlier scenario or method
-            out = unlearn(
-                base, sc, method, seed=seed, device=dev, progress=False, preset=preset, recording=recording, masks=masks, **params
-            )
-            ev = evaluate(out, sc, reference, metrics=metrics)
+            with warnings.catch_warnings(record=True) as caught:  # kept as the row's notes, not printed over the bar
+                warnings.simplefilter("default")
+                out = unlearn(
+                    base,
+                    sc,
+                    method,
+                    seed=seed,
+                    device=dev,
+                    progress=False,
+                    preset=preset,
+                    recording=recording,
+                    masks=masks,
+                    **params,
+                )
+                ev = evaluate(out, sc, reference, metrics=metrics)
+            notes = list(dict.fromkeys([*out.notes, *(f"{w.category.__name__}: {w.message}" for w in caught)]))
             records.append(
                 run_record(
                     scenario=summary,
                     method=method,
                     params=out.config,
                     seed=seed,
+                    status=out.status,
+                    notes=notes,
                     metrics=ev.to_dict(),
                     seconds=out.seconds,
                     oracle_seconds=oracle_seconds,
@@ -292,7 +307,7 @@ def _run_scenario(
                     **extra,
                 )
             )
-            bar.finish(f"{label} · {name}", out.seconds)
+            bar.finish(f"{label} · {name}" + ("" if out.status == "ok" else f" {out.status}"), out.seconds)
         except UnlearningError as e:
             status = "diverged" if isinstance(e, DivergenceError) else "failed"
             records.append(

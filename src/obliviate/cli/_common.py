@@ -78,3 +78,16 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
             text = f"{value:.4g}"
         table.add_row(name, text)
     console().print(table)
+
+
+def print_notes(notes: Sequence[str], status: str = "ok") -> None:
+    """The warnings a run raised, after its results, one line each on stderr; a collapse stands out."""
+    import sys
+
+    if status == "collapsed":
+        collapse = [n for n in notes if "collapsed the model" in n]
+        for n in collapse:
+            print(f"obliviate: WARNING, status collapsed: {n.split(': ', 1)[-1]}", file=sys.stderr)
+        notes = [n for n in notes if n not in collapse]
+    for n in notes:
+        print(f"obliviate: note: {n}", file=sys.stderr)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 from typing import Any
 
-from ._common import parse_sets, print_metrics
+from ._common import parse_sets, print_metrics, print_notes
 
 
 def add_parser(sub: Any) -> None:
@@ -50,8 +51,12 @@ def run(args: argparse.Namespace) -> int:
     parent_digest = file_sha256(source.path / MODEL_FILE)  # lets evaluate refuse the original as a reference
     # Claimed before the compute, held until the files are in: a second command into the same --out is refused.
     with RunDir.create(args.out, flag="--out") as out:
-        result = method.unlearn(run_, sc, seed=args.seed, device=args.device, recording=recording, masks=masks)
-        ev = evaluate(result, sc)
+        with warnings.catch_warnings(record=True) as caught:  # shown after the results, kept in the record
+            warnings.simplefilter("default")
+            result = method.unlearn(run_, sc, seed=args.seed, device=args.device, recording=recording, masks=masks)
+            ev = evaluate(result, sc)
+        notes = list(result.notes) + [f"{w.category.__name__}: {w.message}" for w in caught]
+        notes = list(dict.fromkeys(notes))
         out.save(
             result.model,
             run_record(
@@ -59,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
                 method=args.method,
                 params=result.config,
                 seed=args.seed,
+                status=result.status,
+                notes=notes,
                 metrics=ev.to_dict(),
                 seconds=result.seconds,
                 diagnostics=result.diagnostics,
@@ -73,5 +80,6 @@ def run(args: argparse.Namespace) -> int:
             masks=masks,
             metadata={"dataset": ds.name, "method": args.method},
         )
-    print_metrics(ev.to_dict(), f"{args.method} on {sc.name} in {result.seconds:.2f} s -> {out.path}")
+    print_metrics(ev.to_dict(), f"{args.method} on {sc.name} in {result.seconds:.2f} s -> {out.path} (status {result.status})")
+    print_notes(notes, result.status)
     return 0
