@@ -72,3 +72,22 @@ def test_aggregate_groups_the_variants_of_one_method_by_their_label():
     b["label"] = "fisher (noise only)"
     rows = aggregate([a, b])
     assert [(r["method"], r["forget_acc"]) for r in rows] == [("fisher", (0.1, None)), ("fisher (noise only)", (0.3, None))]
+
+
+def test_collapsed_runs_are_flagged_and_notes_sit_beside_their_row() -> None:
+    """Issue 14 item 1: a collapsed seed is counted in the row and flagged; a run's warnings become numbered notes."""
+    sc = {"name": "class:3"}
+    runs = [
+        run_record(scenario=sc, method="ssd", seed=0, metrics={"forget_acc": 0.0}, status="ok"),
+        run_record(
+            scenario=sc, method="ssd", seed=1, metrics={"forget_acc": 0.2}, status="collapsed", notes=["UnlearningWarning: a"]
+        ),
+        run_record(scenario=sc, method="sgu", seed=0, metrics={"forget_acc": 0.5}, notes=["UnlearningWarning: momentum"]),
+    ]
+    rows = aggregate(runs, columns=["forget_acc"])
+    assert rows[0]["flags"] == "collapsed 1/2" and rows[0]["forget_acc"][0] == pytest.approx(0.1)
+    text = markdown_table(rows, columns=["forget_acc"])
+    assert "| ssd (collapsed 1/2) [1] |" in text and "| sgu [2] |" in text
+    assert text.splitlines()[-2:] == ["[1] UnlearningWarning: a", "[2] UnlearningWarning: momentum"]
+    with pytest.raises(InvalidConfigError, match="status"):
+        run_record(scenario=sc, method="ssd", status="fine")
