@@ -303,6 +303,9 @@ def _print_tables(result: DemoResult, scenarios: Sequence[str], console: Any) ->
         rows = [r for r in result.rows if r["scenario"] == spec]
         n = rows[0]["n"] if rows else 0
         con.print(rich_table(rows, f"{spec}: {_dataset_for(spec)} / cnn, {n} seed(s); accuracies and MIA in %"))
+        for r in rows:  # the warnings of the runs, beside their method rather than in the middle of the progress
+            for note in r.get("notes") or []:
+                con.print(f"  note ({r['method']}): {note}", markup=False)
     for name, why in result.skipped.items():
         con.print(f"skipped {name}: {why}", markup=False)
     con.print(f"demo finished in {result.seconds:.1f} s")
@@ -331,7 +334,18 @@ def _write(claim: DirClaim, result: DemoResult, scenarios: Sequence[str], seeds:
     ]
     for spec in dict.fromkeys(r["scenario"] for r in result.rows):
         lines += [f"## {spec}", "", markdown_table([r for r in result.rows if r["scenario"] == spec]), ""]
-    failures = [r for r in result.records if r["status"] != "ok"]
+    failures = [r for r in result.records if r["status"] in ("failed", "diverged")]
+    collapsed = [r for r in result.records if r["status"] == "collapsed"]
+    if collapsed:
+        lines += (
+            ["## Collapsed (retained-class validation accuracy fell by more than 10 points)", ""]
+            + [
+                f"- {r['scenario']['name']} / {r.get('label') or r['method']} (seed {r['seed']}): "
+                f"{r['diagnostics'].get('val_acc_drop', float('nan')):.1f} points"
+                for r in collapsed
+            ]
+            + [""]
+        )
     if failures:
         lines += (
             ["## Failures", ""]
