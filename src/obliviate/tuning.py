@@ -57,7 +57,6 @@ __all__ = [
     "ProxyTerms",
     "KEEP_SLACK",
     "COLLAPSE_WEIGHT",
-    "COLLAPSE_DROP",
     "MAX_STARTS",
     "search_space",
 ]
@@ -73,8 +72,6 @@ COLLAPSE_WEIGHT = 10.0
 MAX_STARTS = 4
 """Most starting points (the defaults, then the presets) a new study runs before the sampler proposes."""
 
-COLLAPSE_DROP = 0.10
-"""A trial whose retained-class validation accuracy drops by more than this is marked ``collapsed``."""
 
 # What a failed trial may raise; anything else is a bug and stops the search.
 _TRIAL_FAILURES: tuple[type[BaseException], ...] = (UnlearningError, RuntimeError, ArithmeticError)
@@ -93,10 +90,11 @@ class TuneResult:
             included), in order: ``number``, ``params`` (searched values), ``value`` (the objective; None if
             failed), ``true_gap`` (avg gap to ``reference`` when one was given, else None),
             ``gap_seconds`` (the time of measuring ``true_gap``: with the proxy objective, a cost
-            of the comparison, not of the search), ``terms`` (the proxy's parts), ``val_acc_drop``,
-            ``seconds`` (the method's run), ``trial_seconds`` (run + evaluation), ``started``
-            (seconds after its session's search began), ``status`` (``ok``, ``collapsed``,
-            ``failed``), ``error``, ``warnings``.
+            of the comparison, not of the search), ``terms`` (the proxy's parts, fractions),
+            ``val_acc_drop`` (the health check's drop in points), ``seconds`` (the method's run),
+            ``trial_seconds`` (run + evaluation), ``started`` (seconds after its session's search
+            began), ``status`` (the result's health status ``ok``/``collapsed``/``unchecked``, or
+            ``failed``), ``error``, ``warnings`` (the run's notes and warnings).
         best_value: The best trial's objective value.
         objective: "proxy" or "oracle".
         seconds: Wall time of this call's whole search (every trial with its evaluation, plus
@@ -600,7 +598,8 @@ def tune(
                     raise
                 finally:
                     row["trial_seconds"] = time.perf_counter() - t0
-                    row["warnings"] = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+                    seen = row.pop("notes", []) + [f"{w.category.__name__}: {w.message}" for w in caught]
+                    row["warnings"] = list(dict.fromkeys(seen))
                     for key, val in row.items():
                         trial.set_user_attr(key, val)
             if value < kept["value"]:
@@ -711,13 +710,14 @@ def _score(
     if value is None or not math.isfinite(value):
         raise DivergenceError(f"The {objective} objective is not finite ({value}).")
     row = {
-        "status": "collapsed" if terms.val_acc_drop > COLLAPSE_DROP else "ok",
+        "status": result.status,  # the health check of every result: ok, collapsed or unchecked
         "error": None,
         "seconds": result.seconds,
         "true_gap": gap,
         "gap_seconds": gap_seconds,
         "terms": terms.to_dict(),
-        "val_acc_drop": terms.val_acc_drop,
+        "val_acc_drop": result.diagnostics.get("val_acc_drop"),  # points, as in the result's diagnostics
+        "notes": list(result.notes),
     }
     return float(value), result, row
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidConfigError
-from ._common import console, parse_sets, print_metrics
+from ._common import console, parse_sets, print_metrics, print_notes
 
 __all__ = ["add_parser", "run", "parse_budget", "add_tune_options", "tune_and_save", "TUNE_FILE", "TUNE_SCHEMA"]
 
@@ -168,12 +168,10 @@ def tune_and_save(
             **fixed,
         )
         best = result.best_result
-        best_row = result.best
         ev = evaluate(best, sc, reference=reference, seed=args.seed)
         summary = result.to_dict()
         diagnostics = {**best.diagnostics, "final_run_seconds": best.seconds, "tune_trials": float(len(result.trials))}
-        if best_row.get("val_acc_drop") is not None:
-            diagnostics["val_acc_drop"] = float(best_row["val_acc_drop"])
+        notes = list(dict.fromkeys([*best.notes, *result.best["warnings"]]))
         tune_block = {k: summary[k] for k in ("objective", "study_name", "space", "best_trial", "best_params", "best_value")}
         out.save(
             best.model,
@@ -182,6 +180,8 @@ def tune_and_save(
                 method=args.method,
                 params=best.config,
                 seed=args.seed,
+                status=best.status,
+                notes=notes,
                 metrics=ev.to_dict(),
                 seconds=result.seconds,
                 diagnostics=diagnostics,
@@ -203,14 +203,14 @@ def tune_and_save(
     print_metrics(
         ev.to_dict(),
         f"{args.method} on {sc.name}, tuned by {args.objective} over {len(result.trials)} trials ({failed} failed) "
-        f"in {result.seconds:.1f} s (best run {best.seconds:.2f} s) -> {out.path}",
+        f"in {result.seconds:.1f} s (best run {best.seconds:.2f} s) -> {out.path} (status {best.status})",
     )
     console().print(f"best: {shown}; trials table: {out.path / TUNE_FILE}")
-    if best_row.get("status") == "collapsed":
+    print_notes(notes, best.status)
+    if best.status == "collapsed":
         console().print(
-            f"[bold red]WARNING[/bold red]: the best trial still loses {100 * best_row['val_acc_drop']:.1f} points of "
-            "retained-class validation accuracy (collapsed); raise the budget, fix fewer hyperparameters or choose "
-            "another method."
+            "[bold red]WARNING[/bold red]: every trial collapsed the model; raise the budget, search more "
+            "hyperparameters (fix fewer with --set) or choose another method."
         )
     return 0
 
