@@ -59,6 +59,7 @@ builds datasets and models) and below ``methods`` (whose ``unlearn`` checks trai
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import datetime
 import hashlib
@@ -73,7 +74,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 from torch import nn
@@ -232,7 +233,28 @@ def _existing_claim(path: Path, flag: str | None) -> InvalidConfigError | None:
     )
 
 
-class DirClaim:
+class _Claimed(abc.ABC):
+    """A context manager over a claim: a normal exit releases it, an exception abandons it."""
+
+    @abc.abstractmethod
+    def release(self) -> None:
+        """Give the claim up, keeping what was written."""
+
+    @abc.abstractmethod
+    def abandon(self) -> None:
+        """Give the claim up after a failure, removing what the claim created."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.release()
+        else:
+            self.abandon()
+
+
+class DirClaim(_Claimed):
     """An exclusive claim on an output directory, held from before the compute until the results are written.
 
     :meth:`acquire` creates the directory when needed and, inside it, the claim file ``.obliviate-claim``
@@ -405,15 +427,6 @@ class DirClaim:
         if self.created:
             with contextlib.suppress(OSError):
                 self.path.rmdir()  # only when empty: nothing of anyone else's is removed
-
-    def __enter__(self) -> DirClaim:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.release()
-        else:
-            self.abandon()
 
 
 def _run_files() -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -624,7 +637,7 @@ class Run:
     training_set: TrainingSet | None
 
 
-class RunDir:
+class RunDir(_Claimed):
     """One run directory: its model, record, origin, scenario, masks and training recording.
 
     Reading is lazy and cached: ``RunDir(path)`` touches no file; :attr:`record` reads ``run.json``,
@@ -718,15 +731,6 @@ class RunDir:
         if self._claim is not None:
             self._claim.abandon()
             self._claim = None
-
-    def __enter__(self) -> RunDir:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.release()
-        else:
-            self.abandon()
 
     def save(
         self,
