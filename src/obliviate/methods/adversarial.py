@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .._utils import eval_mode
-from .._validation import Interval, Options, param
+from .._validation import Interval, IntRange, Linear, Log, Options, param
 from ..data.base import iterate_batches
 from ..data.scenario import Scenario
 from ..errors import InvalidConfigError, MissingDataError
@@ -269,13 +269,13 @@ class AdversarialUnlearning(UnlearningMethod, FineTuneRecipe):
         },
     }
 
-    epochs: int = param(3, Interval(int, 1))
-    lr: float = param(0.01, Interval(float, 0.0, closed="neither"))
+    epochs: int = param(3, Interval(int, 1), search=IntRange(1, 10))
+    lr: float = param(0.01, Interval(float, 0.0, closed="neither"), search=Log(1e-3, 0.1))
     attack_batch_size: int | None = param(None, Interval(int, 1, allow_none=True))
     stop_iter: int | None = param(None, Interval(int, 0, allow_none=True))
     stop_lr: float | None = param(None, Interval(float, 0.0, closed="neither", allow_none=True))
     beta: float = param(1.0, Interval(float, 0.0))
-    adv_weight: float = param(0.9, Interval(float, 0.0))
+    adv_weight: float = param(0.9, Interval(float, 0.0), search=Linear(0.0, 1.0))
     bt_weight: float = param(1e-3, Interval(float, 0.0))
     bt_off_diagonal: float = param(5e-3, Interval(float, 0.0))
     bt_eps: float = param(1e-5, Interval(float, 0.0, closed="neither"))

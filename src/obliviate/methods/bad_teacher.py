@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validation import Interval, Options, param
+from .._validation import Interval, IntRange, Linear, Log, Options, param
 from ..data.base import Concat, Relabeled, Subset
 from ..data.scenario import Scenario
 from ..models.adapter import logits_of
@@ -84,12 +84,12 @@ class BadTeacher(UnlearningMethod, FineTuneRecipe):
         "digits": {"epochs": 6, "lr": 5e-3, "batch_size": 32, "retain_fraction": 0.5},
     }
 
-    epochs: int = param(1, Interval(int, 1))
-    lr: float = param(1e-4, Interval(float, 0.0, closed="neither"))
+    epochs: int = param(1, Interval(int, 1), search=IntRange(1, 10))
+    lr: float = param(1e-4, Interval(float, 0.0, closed="neither"), search=Log(1e-5, 1e-2))
     optimizer: str = param("adam", Options("sgd", "adam", "adamw"))
     weight_decay: float = param(0.0, Interval(float, 0.0))
-    retain_fraction: float = param(0.3, Interval(float, 0.0, 1.0))
-    temperature: float = param(1.0, Interval(float, 0.0, closed="neither"))
+    retain_fraction: float = param(0.3, Interval(float, 0.0, 1.0), search=Linear(0.1, 1.0))
+    temperature: float = param(1.0, Interval(float, 0.0, closed="neither"), search=Log(0.5, 8.0))
 
     def _unlearn(self, model: nn.Module, scenario: Scenario, ctx: RunContext) -> nn.Module:
         retain = scenario.retain

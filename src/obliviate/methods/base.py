@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .._utils import Timer, resolve_device, seeded
-from .._validation import Config, Interval, Options, check_interval, check_output_width, check_seed, param
+from .._validation import Config, Interval, IntRange, Log, Options, check_interval, check_output_width, check_seed, param
 from ..data.scenario import SCENARIO_KINDS, SPLITS, Scenario, TrainingSet
 from ..errors import DivergenceError, IncompatibleModelError, InvalidConfigError, MissingDataError, UnlearningWarning
 from ..registry import Registry
@@ -432,8 +432,8 @@ class FineTuneRecipe(Config):
     turns them into a :class:`~obliviate.training.TrainConfig`. Defaults: Unlearn-Sparse's FT.
     """
 
-    epochs: int = param(10, Interval(int, 1))
-    lr: float = param(0.01, Interval(float, 0.0, closed="neither"))
+    epochs: int = param(10, Interval(int, 1), search=IntRange(1, 10))
+    lr: float = param(0.01, Interval(float, 0.0, closed="neither"), search=Log(1e-3, 0.3))
     optimizer: str = param("sgd", Options("sgd", "adam", "adamw"))
     momentum: float = param(0.9, Interval(float, 0.0, 1.0, closed="left"))
     weight_decay: float = param(5e-4, Interval(float, 0.0))

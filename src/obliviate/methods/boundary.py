@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validation import Interval, param
+from .._validation import Interval, IntRange, Log, param
 from ..data.base import first_input
 from ..data.scenario import Scenario
 from ..models.adapter import ModelAdapter, logits_of
@@ -45,8 +45,8 @@ class _Boundary(UnlearningMethod, FineTuneRecipe):
     requires: ClassVar[frozenset[str]] = frozenset({"forget"})
     kinds: ClassVar[frozenset[str]] = frozenset({"classwise"})
 
-    epochs: int = param(10, Interval(int, 1))
-    lr: float = param(1e-5, Interval(float, 0.0, closed="neither"))
+    epochs: int = param(10, Interval(int, 1), search=IntRange(1, 15))
+    lr: float = param(1e-5, Interval(float, 0.0, closed="neither"), search=Log(1e-6, 1e-2))
     weight_decay: float = param(0.0, Interval(float, 0.0))
     batch_size: int = param(64, Interval(int, 1))
 
@@ -89,7 +89,7 @@ class BoundaryShrink(_Boundary):
 
     presets: ClassVar[dict] = {"digits": {"epochs": 5, "lr": 3e-4, "batch_size": 16}}
 
-    bound: float = param(0.1, Interval(float, 0.0, closed="neither"))
+    bound: float = param(0.1, Interval(float, 0.0, closed="neither"), search=Log(0.01, 1.0))
 
     def _unlearn(self, model: nn.Module, scenario: Scenario, ctx: RunContext) -> nn.Module:
         reference = frozen_copy(model)

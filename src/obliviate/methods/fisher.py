@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .._utils import eval_mode
-from .._validation import Interval, Options, param
+from .._validation import Interval, Log, Options, param
 from ..data.base import Subset, first_input, iterate_batches, targets_of
 from ..data.scenario import Scenario
 from ..models.adapter import ModelAdapter, logits_of
@@ -159,7 +159,7 @@ class FisherForgetting(UnlearningMethod):
     requires: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
     presets: ClassVar[dict] = {"digits": {"alpha": 1e-6, "fisher": "expected", "batch_size": 256, "max_samples": 512}}
 
-    alpha: float = param(1e-6, Interval(float, 0.0))
+    alpha: float = param(1e-6, Interval(float, 0.0), search=Log(1e-9, 1e-4))
     fisher: str = param("expected", Options("expected", "empirical", "batch"))
     class_zero: str = param("auto", Options("auto", "on", "off"))
     batch_size: int = param(32, Interval(int, 1))

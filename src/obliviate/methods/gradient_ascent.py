@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validation import Boolean, Interval, param
+from .._validation import Boolean, Interval, IntRange, Log, param
 from ..data.scenario import Scenario
 from ..errors import MissingDataError
 from ..models.adapter import logits_of
@@ -60,8 +60,8 @@ class GradientAscent(UnlearningMethod, FineTuneRecipe):
         "digits": {"epochs": 40, "lr": 0.003, "batch_size": 16, "grad_clip": 1.0, "match_val": True},
     }
 
-    epochs: int = param(5, Interval(int, 1))
-    lr: float = param(1e-4, Interval(float, 0.0, closed="neither"))
+    epochs: int = param(5, Interval(int, 1), search=IntRange(1, 40, log=True))
+    lr: float = param(1e-4, Interval(float, 0.0, closed="neither"), search=Log(1e-5, 1e-2))
     grad_clip: float | None = param(None, Interval(float, 0.0, closed="neither", allow_none=True))
     target_accuracy: float | None = param(None, Interval(float, 0.0, 1.0, allow_none=True))
     match_val: bool = param(False, Boolean())

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from .._validation import Interval, Options, param
+from .._validation import Interval, Log, Options, param
 from ..data.base import Subset, iterate_batches
 from ..data.scenario import Scenario
 from ..errors import UnlearningWarning
@@ -200,11 +200,11 @@ class InfluenceUnlearning(UnlearningMethod):
         "digits": {"ihvp": "woodbury", "alpha": 0.07, "num_samples": 1000, "damping": 1e-3},
     }
 
-    alpha: float = param(1.0, Interval(float, 0.0))
+    alpha: float = param(1.0, Interval(float, 0.0), search=Log(1e-3, 10.0))
     ihvp: str = param("woodbury", Options("woodbury", "heuristic"))
     num_samples: int = param(1000, Interval(int, 2))
     damping: float | None = param(None, Interval(float, 0.0, closed="neither", allow_none=True))
-    relative_damping: float = param(300.0, Interval(float, 0.0, closed="neither"))
+    relative_damping: float = param(300.0, Interval(float, 0.0, closed="neither"), search=Log(1.0, 1e4))
     batch_size: int = param(128, Interval(int, 1))
     max_memory_gb: float = param(2.0, Interval(float, 0.0, closed="neither"))
 

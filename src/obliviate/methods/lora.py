@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .._utils import require
-from .._validation import Boolean, Config, Interval, Options, param
+from .._validation import Boolean, Config, Interval, IntRange, Linear, Log, Options, param
 from ..data.base import first_input
 from ..data.scenario import Scenario
 from ..errors import IncompatibleModelError
@@ -239,10 +239,10 @@ class PruneLoRA(UnlearningMethod, FineTuneRecipe, LoraSettings):
         },
     }
 
-    sparsity: float = param(0.5, Interval(float, 0.0, 1.0, closed="left"))
+    sparsity: float = param(0.5, Interval(float, 0.0, 1.0, closed="left"), search=Linear(0.0, 0.9))
     scope: str = param("conv", Options("conv", "linear", "conv_linear"))
-    epochs: int = param(5, Interval(int, 1))
-    lr: float = param(1e-3, Interval(float, 0.0, closed="neither"))
+    epochs: int = param(5, Interval(int, 1), search=IntRange(1, 10))
+    lr: float = param(1e-3, Interval(float, 0.0, closed="neither"), search=Log(1e-4, 0.1))
     optimizer: str = param("adam", Options("sgd", "adam", "adamw"))
     weight_decay: float = param(0.0, Interval(float, 0.0))
     batch_size: int = param(32, Interval(int, 1))

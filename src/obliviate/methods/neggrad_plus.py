@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validation import Interval, param
+from .._validation import Interval, IntRange, Linear, param
 from ..data.base import iterate_batches
 from ..data.scenario import Scenario
 from ..models.adapter import logits_of
@@ -69,10 +69,10 @@ class NegGradPlus(UnlearningMethod, FineTuneRecipe):
         },
     }
 
-    epochs: int = param(5, Interval(int, 1))
+    epochs: int = param(5, Interval(int, 1), search=IntRange(1, 10))
     batch_size: int = param(128, Interval(int, 1))
     forget_batch_size: int = param(32, Interval(int, 1))
-    beta: float = param(0.95, Interval(float, 0.0, 1.0, closed="neither"))
+    beta: float = param(0.95, Interval(float, 0.0, 1.0, closed="neither"), search=Linear(0.5, 0.999))
     grad_clip: float | None = param(None, Interval(float, 0.0, closed="neither", allow_none=True))
 
     def _unlearn(self, model: nn.Module, scenario: Scenario, ctx: RunContext) -> nn.Module:

@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .._validation import Interval, IntSequence, param
+from .._validation import Interval, IntRange, IntSequence, param
 from ..data.scenario import Scenario
 from ..errors import InvalidConfigError
 from ..models.zoo import reinitialize
@@ -75,7 +75,7 @@ class Retrain(UnlearningMethod, TrainConfig):
     }
 
     # The fields are TrainConfig's; only the defaults that differ are re-declared.
-    epochs: int = param(160, Interval(int, 1))
+    epochs: int = param(160, Interval(int, 1), search=IntRange(5, 200, log=True))
     milestones: tuple[int, ...] | None = param((91, 136), IntSequence(allow_none=True))
 
     def _unlearn(self, model: nn.Module, scenario: Scenario, ctx: RunContext) -> nn.Module:

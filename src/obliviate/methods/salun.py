@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .._utils import eval_mode
-from .._validation import Interval, param
+from .._validation import Interval, IntRange, Linear, Log, param
 from ..data.base import Concat, Relabeled, iterate_batches
 from ..data.scenario import Scenario
 from ..models.adapter import logits_of
@@ -125,9 +125,9 @@ class SalUn(UnlearningMethod, FineTuneRecipe):
         "digits": {"epochs": 4, "lr": 0.02, "batch_size": 64, "schedule": "cosine", "mask_ratio": 0.5},
     }
 
-    epochs: int = param(10, Interval(int, 1))
-    lr: float = param(0.013, Interval(float, 0.0, closed="neither"))
-    mask_ratio: float = param(0.5, Interval(float, 0.0, 1.0, closed="right"))
+    epochs: int = param(10, Interval(int, 1), search=IntRange(1, 10))
+    lr: float = param(0.013, Interval(float, 0.0, closed="neither"), search=Log(1e-3, 0.1))
+    mask_ratio: float = param(0.5, Interval(float, 0.0, 1.0, closed="right"), search=Linear(0.1, 1.0))
 
     def _unlearn(self, model: nn.Module, scenario: Scenario, ctx: RunContext) -> nn.Module:
         forget = scenario.forget

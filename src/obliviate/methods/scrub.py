@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validation import Interval, param
+from .._validation import Interval, IntRange, Log, param
 from ..data.base import iterate_batches
 from ..data.scenario import Scenario
 from ..models.adapter import logits_of
@@ -75,14 +75,14 @@ class SCRUB(UnlearningMethod, FineTuneRecipe):
         },
     }
 
-    epochs: int = param(3, Interval(int, 1))
-    lr: float = param(5e-4, Interval(float, 0.0, closed="neither"))
+    epochs: int = param(3, Interval(int, 1), search=IntRange(1, 10))
+    lr: float = param(5e-4, Interval(float, 0.0, closed="neither"), search=Log(1e-4, 0.05))
     batch_size: int = param(128, Interval(int, 1))
     forget_batch_size: int = param(32, Interval(int, 1))
-    max_epochs: int = param(2, Interval(int, 0))
-    alpha: float = param(0.001, Interval(float, 0.0))
+    max_epochs: int = param(2, Interval(int, 0), search=IntRange(0, 5))
+    alpha: float = param(0.001, Interval(float, 0.0), search=Log(1e-3, 10.0))
     gamma: float = param(0.99, Interval(float, 0.0))
-    temperature: float = param(4.0, Interval(float, 0.0, closed="neither"))
+    temperature: float = param(4.0, Interval(float, 0.0, closed="neither"), search=Log(0.5, 8.0))
 
     def _unlearn(self, model: nn.Module, scenario: Scenario, ctx: RunContext) -> nn.Module:
         teacher = frozen_copy(model)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validation import Boolean, Interval, Options, param
+from .._validation import Boolean, Interval, Linear, Log, Options, param
 from ..data.base import first_input
 from ..data.scenario import Scenario
 from ..errors import InvalidConfigError
@@ -83,7 +83,7 @@ class L1Sparse(UnlearningMethod, FineTuneRecipe, LoraFields):
         "digits": {"epochs": 3, "lr": 0.1, "batch_size": 64, "schedule": "cosine", "alpha": 1e-2},
     }
 
-    alpha: float = param(1e-4, Interval(float, 0.0))
+    alpha: float = param(1e-4, Interval(float, 0.0), search=Log(1e-5, 0.1))
     no_l1_epochs: int = param(0, Interval(int, 0))
     l1_schedule: str = param("decay", Options("decay", "constant"))
 
@@ -153,7 +153,7 @@ class GradientAscentL1(GradientAscent):
         "digits": {"epochs": 40, "lr": 0.003, "batch_size": 16, "grad_clip": 1.0, "match_val": True, "alpha": 1e-2},
     }
 
-    alpha: float = param(1e-4, Interval(float, 0.0))
+    alpha: float = param(1e-4, Interval(float, 0.0), search=Log(1e-5, 0.1))
 
     def _loss(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return super()._loss(net, x, y) + self.alpha * effective_l1(net)
@@ -209,7 +209,7 @@ class FinetunePrune(UnlearningMethod, FineTuneRecipe):
         "digits": {"epochs": 4, "lr": 0.1, "batch_size": 64, "schedule": "cosine", "rate": 0.5},
     }
 
-    rate: float = param(0.95, Interval(float, 0.0, 1.0, closed="left"))
+    rate: float = param(0.95, Interval(float, 0.0, 1.0, closed="left"), search=Linear(0.0, 0.95))
     random_prune: bool = param(False, Boolean())
     scope: str = param("conv", Options("conv", "linear", "conv_linear"))
 

@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .._utils import state_digest
-from .._validation import Boolean, Interval, param
+from .._validation import Boolean, Choice, Interval, Log, param
 from ..data.base import ArrayDataset, flatten_view
 from ..data.scenario import Scenario
 from ..errors import InvalidConfigError
@@ -279,9 +279,9 @@ class SelectiveSynapticDampening(UnlearningMethod):
     presets: ClassVar[dict] = {"digits": {"alpha": 10.0, "dampening": 1.0, "batch_size": 8}}
     label_free: ClassVar[bool] = False
 
-    alpha: float = param(10.0, Interval(float, 0.0, closed="neither"))
-    dampening: float = param(1.0, Interval(float, 0.0, closed="neither"))
-    batch_size: int = param(64, Interval(int, 1))
+    alpha: float = param(10.0, Interval(float, 0.0, closed="neither"), search=Log(0.1, 100.0))
+    dampening: float = param(1.0, Interval(float, 0.0, closed="neither"), search=Log(0.1, 10.0))
+    batch_size: int = param(64, Interval(int, 1), search=Choice(8, 16, 32, 64))
     per_sample: bool = param(False, Boolean())
     cache_importance: bool = param(True, Boolean())
 

@@ -50,7 +50,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .._validation import Interval, Options, param
+from .._validation import Choice, Interval, IntRange, Options, param
 from ..data.base import Subset, iterate_batches
 from ..data.scenario import Scenario
 from ..errors import InvalidConfigError, MissingDataError, UnlearningWarning
@@ -323,9 +323,9 @@ class SingleGradientUnlearning(UnlearningMethod):
     needs_recording: ClassVar[bool] = True
     presets: ClassVar[dict] = {"digits": {"gradient_at": "final", "batchnorm": "running"}}
 
-    coefficient: str = param("sgd", Options("sgd", "optimizer"))
-    gradient_at: str = param("initial", Options("initial", "final"))
-    batchnorm: str = param("batch", Options("batch", "running"))
+    coefficient: str = param("sgd", Options("sgd", "optimizer"), search=Choice("sgd", "optimizer"))
+    gradient_at: str = param("initial", Options("initial", "final"), search=Choice("initial", "final"))
+    batchnorm: str = param("batch", Options("batch", "running"), search=Choice("batch", "running"))
 
     def _unlearn(self, model: nn.Module, scenario: Scenario, ctx: RunContext) -> nn.Module:
         rec = _recording_of(ctx, "sgu")
@@ -406,7 +406,7 @@ class AmnesiacUnlearning(UnlearningMethod, FineTuneRecipe):
     needs_recording: ClassVar[bool] = True
     presets: ClassVar[dict] = {"digits": {"epochs": 4, "lr": 0.05, "batch_size": 64, "schedule": "cosine"}}
 
-    epochs: int = param(0, Interval(int, 0))
+    epochs: int = param(0, Interval(int, 0), search=IntRange(0, 8))
 
     def _unlearn(self, model: nn.Module, scenario: Scenario, ctx: RunContext) -> nn.Module:
         rec = _recording_of(ctx, "amnesiac", updates=True)

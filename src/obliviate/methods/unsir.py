@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._utils import eval_mode
-from .._validation import Interval, Options, param
+from .._validation import Interval, IntRange, Log, Options, param
 from ..data.base import Subset, first_input, targets_of
 from ..data.scenario import Scenario
 from ..models.adapter import logits_of
@@ -130,18 +130,18 @@ class UNSIR(UnlearningMethod, FineTuneRecipe):
     }
 
     epochs: int = param(1, Interval(int, 1))
-    lr: float = param(1e-4, Interval(float, 0.0, closed="neither"))
+    lr: float = param(1e-4, Interval(float, 0.0, closed="neither"), search=Log(1e-4, 0.1))
     optimizer: str = param("adam", Options("sgd", "adam", "adamw"))
     weight_decay: float = param(0.0, Interval(float, 0.0))
     batch_size: int = param(32, Interval(int, 1))
     noise_batch: int = param(32, Interval(int, 1))
     noise_copies: int = param(80, Interval(int, 1))
-    noise_steps: int = param(25, Interval(int, 0))
-    noise_lr: float = param(0.1, Interval(float, 0.0, closed="neither"))
+    noise_steps: int = param(25, Interval(int, 0), search=IntRange(5, 50))
+    noise_lr: float = param(0.1, Interval(float, 0.0, closed="neither"), search=Log(0.01, 1.0))
     noise_reg: float = param(0.1, Interval(float, 0.0))
     retain_per_class: int = param(500, Interval(int, 1))
-    repair_epochs: int = param(1, Interval(int, 0))
-    repair_lr: float = param(1e-4, Interval(float, 0.0, closed="neither"))
+    repair_epochs: int = param(1, Interval(int, 0), search=IntRange(1, 4))
+    repair_lr: float = param(1e-4, Interval(float, 0.0, closed="neither"), search=Log(1e-4, 0.05))
     repair_batch_size: int = param(128, Interval(int, 1))
 
     def _unlearn(self, model: nn.Module, scenario: Scenario, ctx: RunContext) -> nn.Module:
