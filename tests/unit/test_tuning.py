@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -370,3 +371,80 @@ def test_parse_budget_reads_seconds_minutes_and_trials():
     for bad in ("", "0s", "abc", "5x", "1.5trials", "0trials", "10s,20s", "1,2,3"):
         with pytest.raises(InvalidConfigError, match="--budget"):
             parse_budget(bad)
+
+
+# ------------------------------------------------------------------ obliviate tune / unlearn --tune
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    from obliviate.cli import main
+
+    path = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--dataset", "digits", "--epochs", "2", "--out", str(path)]) == 0
+    return path
+
+
+def test_cli_tune_writes_the_best_run_and_the_trials_table(trained_run, tmp_path, capsys):
+    from obliviate.cli import main
+
+    out = tmp_path / "best"
+    code = main(
+        [
+            "tune",
+            str(trained_run),
+            "--scenario",
+            "class:3",
+            "--method",
+            "ssd",
+            "--budget",
+            "3trials",
+            "--set",
+            "batch_size=16",
+            "--out",
+            str(out),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    record = json.loads((out / "run.json").read_text())
+    table = json.loads((out / "tune.json").read_text())
+    assert (out / "model.safetensors").is_file() and (out / "scenario.json").is_file()
+    assert len(table["trials"]) == 3 and record["tune"]["trials"] == 3 and record["tune"]["objective"] == "proxy"
+    assert record["params"]["batch_size"] == 16 and record["params"]["alpha"] == table["best_params"]["alpha"]
+    assert record["timings"]["seconds"] >= record["diagnostics"]["final_run_seconds"]  # the whole search, then the run alone
+    assert "ETA" in captured.err and "trial 3/3" in captured.err
+
+
+def test_cli_tune_refuses_bad_input(trained_run, tmp_path, capsys):
+    from obliviate.cli import main
+
+    base = ["tune", str(trained_run), "--scenario", "class:3", "--method", "ssd"]
+    assert main([*base, "--objective", "oracle", "--out", str(tmp_path / "a")]) == 2
+    assert "--reference" in capsys.readouterr().err
+    assert main([*base, "--budget", "5x", "--out", str(tmp_path / "b")]) == 2
+    assert "--budget" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_cli_unlearn_tune(trained_run, tmp_path, capsys):
+    from obliviate.cli import main
+
+    out = tmp_path / "tuned"
+    code = main(
+        [
+            "unlearn",
+            str(trained_run),
+            "--scenario",
+            "class:3",
+            "--method",
+            "ssd",
+            "--tune",
+            "2trials",
+            "--set",
+            "batch_size=16",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((out / "run.json").read_text())
+    assert record["tune"]["trials"] == 2 and (out / "tune.json").is_file()

@@ -5,14 +5,15 @@ Commands work on run directories (``model.safetensors`` + ``run.json`` [+ ``scen
     obliviate demo [--out DIR] [--force] [--methods a,b] [--scenarios class:3,random:0.1] [--seeds N] [--quick] [--sparsity S]
     obliviate methods [show NAME]
     obliviate train --dataset NAME [--root DIR] [--download] [--model NAME] [--epochs N] [--lr X] --out RUN_DIR
-    obliviate unlearn RUN_DIR --scenario class:3 --method NAME [--preset P] [--set key=value ...] --out RUN_DIR
+    obliviate unlearn RUN_DIR --scenario class:3 --method NAME [--preset P] [--set k=v ...] [--tune 60s] --out RUN_DIR
+    obliviate tune RUN_DIR --scenario class:3 --method NAME [--budget 60s|20trials] [--objective oracle --reference RUN] --out DIR
     obliviate evaluate RUN_DIR [--reference RUN_DIR] [--scenario SPEC]
     obliviate study unrolling [--out DIR] [--quick] [--seed N]
     obliviate certified fit --dataset NAME [--classes 3,8] [--features raw|dp|run:DIR] [--removals K] --out RUN_DIR
     obliviate certified remove RUN_DIR --ids 1,2,3 [--ids-file FILE] [--request-id ID] [--reason TEXT]
     obliviate certified status RUN_DIR [--json]
 
-Each command module (:mod:`~obliviate.cli.train`, ``unlearn``, ``evaluate``, ``methods``, ``demo``,
+Each command module (:mod:`~obliviate.cli.train`, ``unlearn``, ``tune``, ``evaluate``, ``methods``, ``demo``,
 ``study``, ``certified``) has ``add_parser(subparsers)`` and ``run(args) -> exit status``; they import
 only :mod:`obliviate.cli._common` at module level (so ``--help`` needs no torch) and the library
 inside ``run``. Run directories are :class:`obliviate.runs.RunDir` objects; nothing here is needed to
@@ -29,7 +30,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import UnlearningError
-from . import certified, demo, evaluate, methods, study, train, unlearn
+from . import certified, demo, evaluate, methods, study, train, tune, unlearn
 from ._common import Parser
 from ._common import parse_sets as _parse_sets  # noqa: F401  (the old private name, kept for callers)
 
@@ -41,6 +42,7 @@ COMMANDS = {
     "methods": methods,
     "train": train,
     "unlearn": unlearn,
+    "tune": tune,
     "study": study,
     "evaluate": evaluate,
     "certified": certified,

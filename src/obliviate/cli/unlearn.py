@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ._common import parse_sets, print_metrics, print_notes
+from .tune import add_tune_options
 
 
 def add_parser(sub: Any) -> None:
@@ -20,6 +21,7 @@ def add_parser(sub: Any) -> None:
     u.add_argument("--set", action="append", metavar="KEY=VALUE", help="method hyperparameter, e.g. alpha=5")
     u.add_argument("--seed", type=int, default=0, help="seed of the method and of the forget draw")
     u.add_argument("--device", default="auto")
+    add_tune_options(u, budget_flag="--tune", budget_default=None)  # --tune 60s: choose the hyperparameters first
     u.add_argument("--out", required=True, help="run directory to create")
 
 
@@ -39,6 +41,14 @@ def run(args: argparse.Namespace) -> int:
     hyper = source.method_params(args.method, parse_sets(args.set), preset=args.preset)  # retrain: the original recipe
     method = make_method(args.method, preset=args.preset, **hyper)  # validates before anything is written
     RunDir.check_new(args.out, flag="--out")  # fail fast; create() claims it atomically below
+    if args.tune is not None:  # search the hyperparameters not given with --set (obliviate tune), keep the best run
+        from .tune import tune_and_save
+
+        return tune_and_save(args, source, run_, sc, hyper, budget=args.tune, budget_flag="--tune")
+    if args.objective != "proxy" or args.reference is not None or args.storage is not None:
+        from ..errors import InvalidConfigError
+
+        raise InvalidConfigError("--objective, --reference and --storage set how --tune searches; add --tune 60s (or 20trials).")
     recording = None
     if getattr(type(method), "needs_recording", False):
         if not source.has_recording:
