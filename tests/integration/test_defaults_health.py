@@ -10,6 +10,7 @@ picture is ``benchmarks/results/defaults_health.json``.
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import pytest
@@ -23,10 +24,15 @@ from obliviate.training import accuracy
 pytestmark = pytest.mark.slow
 
 SCENARIOS = ("class:3", "random:0.1")
+# adversarial's defaults (PGD attacks on every forget sample, then fine-tuning) take minutes per scenario on
+# 2 cores, more than the rest of this module together: it runs here on request only (its 3-seed verdicts are
+# in benchmarks/results/defaults_health.json).
+SLOW_DEFAULTS = set() if os.environ.get("OBLIVIATE_TEST_SLOW_DEFAULTS") else {"adversarial"}
 PAIRS = [
     (name, sc)
     for name in METHODS.names()
     if name != "retrain"  # the oracle, trained from scratch with the original recipe
+    and name not in SLOW_DEFAULTS
     for sc in SCENARIOS
     if ("classwise" if sc.startswith("class") else "random") in METHODS.get(name).kinds
 ]
@@ -78,8 +84,9 @@ def test_defaults_are_never_ok_when_the_model_collapsed(method: str, scenario: s
 def test_the_methods_flagged_with_defaults_are_the_known_ones() -> None:
     if len(OUTCOMES) < len(PAIRS):
         pytest.skip("needs every (method, scenario) run of this module")
+    expected = {pair for pair in FLAGGED_WITH_DEFAULTS if pair[0] not in SLOW_DEFAULTS}
     clearly_flagged = {pair for pair, drop in OUTCOMES.items() if drop > 10 + MARGIN}
     clearly_ok = {pair for pair, drop in OUTCOMES.items() if drop < 10 - MARGIN}
     print("flagged with defaults:", sorted(pair for pair, drop in OUTCOMES.items() if drop > 10))
-    assert clearly_flagged <= FLAGGED_WITH_DEFAULTS, f"newly collapsing: {sorted(clearly_flagged - FLAGGED_WITH_DEFAULTS)}"
-    assert not clearly_ok & FLAGGED_WITH_DEFAULTS, f"no longer collapsing: {sorted(clearly_ok & FLAGGED_WITH_DEFAULTS)}"
+    assert clearly_flagged <= expected, f"newly collapsing: {sorted(clearly_flagged - expected)}"
+    assert not clearly_ok & expected, f"no longer collapsing: {sorted(clearly_ok & expected)}"
