@@ -25,7 +25,7 @@ def test_the_demo_skips_a_method_whose_extra_is_missing_and_says_so(no_peft: Non
     assert set(result.skipped) == {"prune_lora"}
     assert "pip install obliviate[lora]" in result.skipped["prune_lora"]
     assert "prune_lora" not in {r["method"] for r in result.records}
-    assert all(r["status"] == "ok" for r in result.records)
+    assert all(r["status"] in ("ok", "collapsed") for r in result.records)  # every run has a result (none failed)
     assert {"finetune", "ssd", "retrain", "original"} <= {r["method"] for r in result.records}
     report = (tmp_path / "report.md").read_text()
     assert "## Skipped" in report and "prune_lora" in report

@@ -11,6 +11,7 @@ import pytest
 from obliviate.demo import run_demo
 
 SEEDS = 3
+MARGIN = 3.0  # points around the health check's 10-point threshold
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,19 @@ def _mean(values):
 def test_every_run_succeeds_and_every_method_appears(demo):
     import obliviate as ob
 
-    assert {r["status"] for r in demo.records} == {"ok"}
+    # Every run gives a result; the health check flags the collapsed ones, which must be the known ones:
+    # sgu (a single-gradient correction, made for a few random deletions) on whole classes and on 10 %
+    # of the data, and ssd's digits preset on one random:0.1 draw. A drop within MARGIN of the
+    # 10-point threshold may go either way across platforms.
+    assert {r["status"] for r in demo.records} <= {"ok", "collapsed"}
+    checked = [r for r in demo.records if r["method"] != "original"]  # the original is not an unlearning result
+    drops = {(r["method"], r["scenario"]["name"], r["seed"]): r["diagnostics"]["val_acc_drop"] for r in checked}
+    for r in checked:
+        drop = drops[(r["method"], r["scenario"]["name"], r["seed"])]
+        assert r["status"] == ("collapsed" if drop > 10 else "ok"), (r["method"], r["scenario"]["name"], r["seed"], drop)
+    clearly = {key for key, drop in drops.items() if drop > 10 + MARGIN}
+    unknown = {key for key in clearly if key[0] != "sgu" and key[:2] != ("ssd", "random:0.1")}
+    assert not unknown, f"collapsed beyond the known cases: {sorted(unknown)}"
     kinds = {"class:3": "classwise", "random:0.1": "random", "subclass:3": "subclass"}
     for scenario, kind in kinds.items():  # methods whose paper rules a kind out are not run on it
         expected = {n for n in ob.METHODS.names() if kind in ob.METHODS.get(n).kinds}

@@ -248,6 +248,8 @@ def _run_scenario(
                 method="retrain",
                 params=fresh.config,
                 seed=seed,
+                status=fresh.status,
+                notes=fresh.notes,
                 metrics=reference.to_dict(),
                 seconds=fresh.seconds,
                 oracle_seconds=fresh.seconds,
