@@ -91,3 +91,20 @@ def print_notes(notes: Sequence[str], status: str = "ok") -> None:
         notes = [n for n in notes if n not in collapse]
     for n in notes:
         print(f"obliviate: note: {n}", file=sys.stderr)
+
+
+def unlearn_provenance(args: Any, source: Any, scenario: Any, parent_digest: str) -> dict[str, Any]:
+    """The run-record fields of an unlearned run that say where it came from (``unlearn`` and ``tune``)."""
+    from pathlib import Path
+
+    return {
+        "scenario": scenario.summary(),
+        "method": args.method,
+        "seed": args.seed,
+        "kind": "unlearn",
+        "preset": args.preset,
+        "origin": source.origin,
+        "parent": str(Path(args.run_dir)),
+        "parent_model_sha256": parent_digest,
+        "train_set": scenario.retain_set.to_json(),
+    }

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import re
-from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidConfigError
-from ._common import console, parse_sets, print_metrics, print_notes
+from ._common import console, parse_sets, print_metrics, print_notes, unlearn_provenance
 
 __all__ = ["add_parser", "run", "parse_budget", "add_tune_options", "tune_and_save", "TUNE_FILE", "TUNE_SCHEMA"]
 
@@ -176,21 +175,13 @@ def tune_and_save(
         out.save(
             best.model,
             run_record(
-                scenario=sc.summary(),
-                method=args.method,
                 params=best.config,
-                seed=args.seed,
                 status=best.status,
                 notes=notes,
                 metrics=ev.to_dict(),
                 seconds=result.seconds,
                 diagnostics=diagnostics,
-                kind="unlearn",
-                preset=args.preset,
-                origin=source.origin,
-                parent=str(Path(args.run_dir)),
-                parent_model_sha256=parent_digest,
-                train_set=sc.retain_set.to_json(),
+                **unlearn_provenance(args, source, sc, parent_digest),
                 tune={**tune_block, "budget": budget, "trials": len(result.trials), "file": TUNE_FILE},
             ),
             scenario=sc,

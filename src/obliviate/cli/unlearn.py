@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import warnings
-from pathlib import Path
 from typing import Any
 
-from ._common import parse_sets, print_metrics, print_notes
+from ._common import parse_sets, print_metrics, print_notes, unlearn_provenance
 from .tune import add_tune_options
 
 
@@ -70,21 +69,13 @@ def run(args: argparse.Namespace) -> int:
         out.save(
             result.model,
             run_record(
-                scenario=sc.summary(),
-                method=args.method,
                 params=result.config,
-                seed=args.seed,
                 status=result.status,
                 notes=notes,
                 metrics=ev.to_dict(),
                 seconds=result.seconds,
                 diagnostics=result.diagnostics,
-                kind="unlearn",
-                preset=args.preset,
-                origin=source.origin,
-                parent=str(Path(args.run_dir)),
-                parent_model_sha256=parent_digest,
-                train_set=sc.retain_set.to_json(),
+                **unlearn_provenance(args, source, sc, parent_digest),
             ),
             scenario=sc,
             masks=masks,
