@@ -274,10 +274,11 @@ def test_methods_show_prints_doc_hyperparameters_and_presets(capsys: pytest.Capt
     code, out, err = run_cli(capsys, "methods", "show", "ssd")
     assert code == 0, err
     assert "Selective Synaptic Dampening" in out
-    hyper = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") == 4}
+    hyper = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") == 5}
     for name in ("alpha", "dampening", "batch_size", "per_sample"):
         assert name in hyper, f"{name!r} missing from the hyperparameter table:\n{out}"
     assert "10.0" in hyper["alpha"] and "(0, inf)" in hyper["alpha"]
+    assert "Log(0.1, 100)" in hyper["alpha"] and "Log(" not in hyper["per_sample"]  # the range --tune searches
     assert "preset 'digits'" in out and "'batch_size': 8" in out
 
 

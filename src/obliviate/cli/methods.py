@@ -35,11 +35,12 @@ def run(args: argparse.Namespace) -> int:
         )
         print(inspect.cleandoc(cls.__doc__ or ""))
         table = Table(title="hyperparameters", title_justify="left")
-        for col in ("name", "default", "allowed"):
+        for col in ("name", "default", "allowed", "tuned over (--tune)"):
             table.add_column(col)
-        defaults, constraints = cls().to_dict(), cls.constraints()
+        defaults, constraints, space = cls().to_dict(), cls.constraints(), cls.search_space()
         for name, value in defaults.items():
-            table.add_row(name, repr(value), constraints[name].describe() if name in constraints else "")
+            allowed = constraints[name].describe() if name in constraints else ""
+            table.add_row(name, repr(value), allowed, space[name].describe() if name in space else "")
         con.print(table)
         for preset, values in sorted(cls.presets.items()):
             con.print(f"preset {preset!r}: {values}", markup=False)

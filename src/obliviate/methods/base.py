@@ -420,6 +420,7 @@ class UnlearningMethod(Config):
             "needs_recording": cls.needs_recording,
             "presets": sorted(cls.presets),
             "defaults": cls().to_dict(),
+            "search": {name: space.describe() for name, space in cls.search_space().items()},
         }
 
 
