@@ -585,7 +585,10 @@ class DeletionLedger:
 
     def _event(self, rseq: int, rid: str, kind: str, before: str | None, after: str | None, details: dict[str, Any]) -> None:
         """Append one event, extend the hash chain and re-authenticate its head (inside a transaction)."""
-        assert self._key is not None and self._db.in_transaction  # _transaction() guarantees both
+        if self._key is None or not self._db.in_transaction:  # every writer goes through _transaction(), which ensures both
+            raise LedgerError(
+                "Ledger events are written only inside a keyed transaction (open the ledger with its key to write)."
+            )
         count, previous = self._db.execute("SELECT count, chain FROM head WHERE id = 1").fetchone()
         seq = count + 1
         event = (seq, rseq, rid, kind, _now(), before, after, json.dumps(details, default=str))

@@ -529,7 +529,8 @@ def one_error_line(err: str) -> str:
         AssertionError: ``err`` is not exactly one such line, or holds a traceback.
     """
     lines = err.strip().splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{err}"
-    assert lines[0].startswith("obliviate: error: "), lines[0]
-    assert "Traceback" not in err
+    if len(lines) != 1:  # raised, not asserted: the check holds under python -O too
+        raise AssertionError(f"expected one line on stderr, got {len(lines)}:\n{err}")
+    if not lines[0].startswith("obliviate: error: ") or "Traceback" in err:
+        raise AssertionError(f"not a one-line obliviate error: {err}")
     return lines[0]
