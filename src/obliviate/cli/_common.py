@@ -108,3 +108,25 @@ def unlearn_provenance(args: Any, source: Any, scenario: Any, parent_digest: str
         "parent_model_sha256": parent_digest,
         "train_set": scenario.retain_set.to_json(),
     }
+
+
+def unlearn_inputs(args: Any, source: Any, model: Any, method_cls: Any) -> tuple[Any, Any, str]:
+    """What an unlearning run takes from its source run: (recording or None, masks or None, model SHA-256).
+
+    Raises:
+        MissingDataError: the method needs the training recording and the source run has none.
+    """
+    from ..errors import MissingDataError
+    from ..io import MODEL_FILE
+    from ..runs import file_sha256
+
+    recording = None
+    if getattr(method_cls, "needs_recording", False):
+        if not source.has_recording:
+            raise MissingDataError(
+                f"{args.method} needs the training recording, but {str(args.run_dir)!r} has none: "
+                "train with 'obliviate train ... --record' (amnesiac: --record-updates)."
+            )
+        recording = source.recording()
+    masks = source.masks(model)  # a pruned model's masks.safetensors, kept in every method
+    return recording, masks, file_sha256(source.path / MODEL_FILE)  # the digest lets evaluate refuse the original

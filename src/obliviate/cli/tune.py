@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from ..errors import InvalidConfigError
-from ._common import console, parse_sets, print_metrics, print_notes, unlearn_provenance
+from ._common import console, parse_sets, print_metrics, print_notes, unlearn_inputs, unlearn_provenance
 
 __all__ = ["add_parser", "run", "parse_budget", "add_tune_options", "tune_and_save", "TUNE_FILE", "TUNE_SCHEMA"]
 
@@ -121,10 +121,9 @@ def tune_and_save(
     """
     from ..errors import MissingDataError
     from ..evaluation import evaluate
-    from ..io import MODEL_FILE
     from ..methods import METHODS
     from ..report import run_record
-    from ..runs import RunDir, file_sha256
+    from ..runs import RunDir
     from ..tuning import tune
 
     budget_s, n_trials = parse_budget(budget, budget_flag)
@@ -132,17 +131,7 @@ def tune_and_save(
         raise MissingDataError(
             "--objective oracle needs --reference RUN (the retrained model: obliviate unlearn RUN --method retrain ...)."
         )
-    method_cls = METHODS.get(args.method)
-    recording = None
-    if getattr(method_cls, "needs_recording", False):
-        if not source.has_recording:
-            raise MissingDataError(
-                f"{args.method} needs the training recording, but {str(args.run_dir)!r} has none: "
-                "train with 'obliviate train ... --record' (amnesiac: --record-updates)."
-            )
-        recording = source.recording()
-    masks = source.masks(run_.model)
-    parent_digest = file_sha256(source.path / MODEL_FILE)  # lets evaluate refuse the original as a reference
+    recording, masks, parent_digest = unlearn_inputs(args, source, run_.model, METHODS.get(args.method))
     reference = None
     if args.reference is not None:
         reference = evaluate(args.reference, sc, metrics=["forget_acc", "retain_acc", "test_acc", "mia_efficacy"], seed=args.seed)

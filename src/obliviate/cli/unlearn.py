@@ -6,7 +6,7 @@ import argparse
 import warnings
 from typing import Any
 
-from ._common import parse_sets, print_metrics, print_notes, unlearn_provenance
+from ._common import parse_sets, print_metrics, print_notes, unlearn_inputs, unlearn_provenance
 from .tune import add_tune_options
 
 
@@ -26,12 +26,10 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Claim the new run directory, unlearn, evaluate, and write it (model, masks, scenario, run record)."""
-    from ..errors import MissingDataError
     from ..evaluation import evaluate
-    from ..io import MODEL_FILE
     from ..methods import make_method
     from ..report import run_record
-    from ..runs import RunDir, file_sha256
+    from ..runs import RunDir
 
     source = RunDir(args.run_dir)
     run_ = source.load()
@@ -48,16 +46,7 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import InvalidConfigError
 
         raise InvalidConfigError("--objective, --reference and --storage set how --tune searches; add --tune 60s (or 20trials).")
-    recording = None
-    if getattr(type(method), "needs_recording", False):
-        if not source.has_recording:
-            raise MissingDataError(
-                f"{args.method} needs the training recording, but {args.run_dir!r} has none: "
-                "train with 'obliviate train ... --record' (amnesiac: --record-updates)."
-            )
-        recording = source.recording()
-    masks = source.masks(run_.model)  # a pruned model's masks.safetensors, kept in every method
-    parent_digest = file_sha256(source.path / MODEL_FILE)  # lets evaluate refuse the original as a reference
+    recording, masks, parent_digest = unlearn_inputs(args, source, run_.model, type(method))
     # Claimed before the compute, held until the files are in: a second command into the same --out is refused.
     with RunDir.create(args.out, flag="--out") as out:
         with warnings.catch_warnings(record=True) as caught:  # shown after the results, kept in the record
