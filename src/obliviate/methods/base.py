@@ -384,12 +384,16 @@ class UnlearningMethod(Config):
     def _collapse_message(self, before: float, after: float, collapse_drop: float) -> str:
         """What a collapsed result's warning says: the drop, and the fixes."""
         name = self.name or type(self).__name__
-        fixes = [f"a preset ({', '.join(sorted(self.presets))}; --preset NAME)"] if self.presets else []
+        config = self.to_dict()
+        used = [p for p, values in self.presets.items() if all(config.get(k) == v for k, v in values.items())]
+        others = sorted(set(self.presets) - set(used))
+        fixes = [f"a preset ({', '.join(others)}; --preset NAME)"] if others else []
         fixes.append("tuning it for this model (ob.tune, or obliviate unlearn ... --tune 60s)")
         return (
             f"{name} collapsed the model: accuracy on the retained classes' validation split fell from "
-            f"{100 * before:.1f} % to {100 * after:.1f} % (more than {collapse_drop:g} points). Its hyperparameters "
-            f"do not suit this model; try {' or '.join(fixes)}."
+            f"{100 * before:.1f} % to {100 * after:.1f} % (more than {collapse_drop:g} points). "
+            + (f"Its {', '.join(used)} preset does" if used else "Its hyperparameters do")
+            + f" not suit this model; try {' or '.join(fixes)}."
         )
 
     def _unlearn(self, model: nn.Module, scenario: Scenario, ctx: RunContext) -> nn.Module:

@@ -89,3 +89,14 @@ def test_without_a_validation_split_the_result_is_unchecked() -> None:
     sc = ob.Scenario.classwise(ds, forget_class=3, seed=0, val_fraction=0.0)
     res = ob.unlearn(toy_model("classwise"), sc, ZeroHead())
     assert res.status == "unchecked" and "val_acc_drop" not in res.diagnostics
+
+
+def test_the_warning_does_not_suggest_the_preset_that_collapsed() -> None:
+    @dataclass(frozen=True, kw_only=True)
+    class ZeroHeadWithPresets(ZeroHead):
+        strength: float = 1.0
+        presets = {"digits": {"strength": 1.0}, "other": {"strength": 2.0}}  # noqa: RUF012
+
+    sc, model = toy_scenario("classwise"), toy_model("classwise")
+    with pytest.warns(UnlearningWarning, match=r"Its digits preset does not suit this model; try a preset \(other;"):
+        ob.unlearn(model, sc, ZeroHeadWithPresets())
