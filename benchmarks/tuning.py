@@ -25,7 +25,7 @@ so the benchmark can run in parts (``--methods``, ``--scenarios``, ``--datasets`
 The summary (mean over seeds per dataset, scenario and method) is rebuilt at every write.
 
     python benchmarks/tuning.py [--seeds 3] [--budget 15] [--methods a,b] [--scenarios class:3,random:0.1]
-                                [--datasets digits,synthetic] [--out benchmarks/results/tuning.json]
+                                [--datasets digits,synthetic] [--threads N] [--out benchmarks/results/tuning.json]
     python benchmarks/tuning.py --quick --out /tmp/tuning.json   # smoke test: not for the record
 """
 
@@ -194,7 +194,12 @@ def main() -> None:
     parser.add_argument("--datasets", default="digits,synthetic")
     parser.add_argument("--out", default=str(RESULTS / "tuning.json"))
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_EPOCHS} training epochs, 1 seed: checks the script only")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for every run (recorded in provenance)")
     args = parser.parse_args()
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     methods = args.methods.split(",") if args.methods else [m for m in ob.METHODS.names() if m != "retrain"]
     for m in methods:
         ob.METHODS.get(m)  # unknown names fail before any training
