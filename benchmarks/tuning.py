@@ -107,8 +107,10 @@ def score(result: ob.UnlearningResult, ctx: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_method(method: str, ctx: dict[str, Any], budget: float, seed: int, dataset: str) -> dict[str, Any]:
-    """The four settings of one method on one (dataset, scenario, seed)."""
+def run_method(
+    method: str, ctx: dict[str, Any], budget: float, seed: int, dataset: str, settings: tuple[str, ...] = SETTINGS
+) -> dict[str, Any]:
+    """The ``settings`` (default: all four) of one method on one (dataset, scenario, seed)."""
     cls = ob.METHODS.get(method)
     recording = ctx["base"].recording if cls.needs_recording else None
     common = {"seed": seed, "progress": False, "recording": recording}
@@ -123,9 +125,11 @@ def run_method(method: str, ctx: dict[str, Any], budget: float, seed: int, datas
             return {"status": "failed", "error": f"{type(err).__name__}: {err}"}
         return {"status": "ok", "seconds": res.seconds, "final_run_seconds": res.seconds, "params": res.config, **score(res, ctx)}
 
-    out["defaults"] = fixed_run()
-    out["preset"] = fixed_run(preset="digits") if dataset == "digits" and "digits" in cls.presets else None
-    for objective in ("proxy", "oracle"):
+    if "defaults" in settings:
+        out["defaults"] = fixed_run()
+    if "preset" in settings:
+        out["preset"] = fixed_run(preset="digits") if dataset == "digits" and "digits" in cls.presets else None
+    for objective in [s for s in ("proxy", "oracle") if s in settings]:
         try:
             tr = ob.tune(ctx["base"], ctx["sc"], method, budget_s=budget, objective=objective, reference=ctx["ref"], **common)
         except UnlearningError as err:
@@ -180,6 +184,68 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def redo_runs(doc: dict[str, Any], out: Path, settings: tuple[str, ...], methods: list[str], args: Any) -> None:
+    """Measure ``settings`` again for every stored run of ``methods``, in place (same setup per seed)."""
+    commit = provenance()["git"]
+    keys = sorted({(r["dataset"], r["scenario"], r["seed"]) for r in doc["runs"] if r["method"] in methods})
+    for dataset, scenario, seed in keys:
+        if dataset not in args.datasets.split(",") or scenario not in args.scenarios.split(","):
+            continue
+        ctx = setup(dataset, scenario, seed, args.quick)
+        for record in doc["runs"]:
+            same = (record["dataset"], record["scenario"], record["seed"]) == (dataset, scenario, seed)
+            if not same or record["method"] not in methods:
+                continue
+            record.update(run_method(record["method"], ctx, args.budget, seed, dataset, settings))
+            record.setdefault("redone", {}).update({s: commit for s in settings})
+            doc.update(summary=summarize(doc["runs"]), redo_provenance=provenance())
+            write_result(out, doc)
+            gap = {s: (record.get(s) or {}).get("avg_gap") for s in settings}
+            print(f"redo {dataset} {scenario} seed {seed} {record['method']}: {gap}", flush=True)
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The summary as a markdown table: avg gap (mean ± std over seeds) and seconds per setting."""
+
+    def cell(st: dict[str, Any] | None, digits: int = 3) -> str:
+        if not st:
+            return "-"
+        return f"{st['mean']:.{digits}f}" + (f" ± {st['std']:.{digits}f}" if st["std"] else "")
+
+    head = [
+        "dataset", "scenario", "method", "seeds",
+        "gap proxy", "gap oracle", "gap preset", "gap defaults",
+        "s proxy (search+final / final)", "s oracle-tuned", "s defaults", "s retrain",
+        "collapsed p/o/pr/d", "Spearman", "regret",
+    ]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in doc["summary"]:
+        tuned = row["proxy"]
+        seconds = "-" if not tuned["seconds"] else f"{tuned['seconds']['mean']:.1f} / {tuned['final_run_seconds']['mean']:.2f}"
+        collapsed = "/".join(f"{row[s]['collapsed']}" if row[s]["runs"] else "-" for s in SETTINGS)
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    row["dataset"],
+                    row["scenario"],
+                    row["method"],
+                    str(row["seeds"]),
+                    *(cell(row[s]["avg_gap"]) for s in SETTINGS),
+                    seconds,
+                    cell(row["oracle"]["seconds"], 1),
+                    cell(row["defaults"]["seconds"], 2),
+                    cell(row["oracle_seconds"], 1),
+                    collapsed,
+                    cell(row["spearman"], 2),
+                    cell(row["regret"]),
+                ]
+            )  # fmt: skip
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 def supports(method: str, scenario: str) -> bool:
     kind = {"class": "classwise", "random": "random", "subclass": "subclass"}[scenario.split(":")[0]]
     return kind in ob.METHODS.get(method).kinds
@@ -195,7 +261,17 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "tuning.json"))
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_EPOCHS} training epochs, 1 seed: checks the script only")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for every run (recorded in provenance)")
+    parser.add_argument(
+        "--redo",
+        default=None,
+        help="comma-separated settings (defaults,preset,proxy,oracle) to measure again for the runs the file holds, "
+        "with the current code (e.g. after a change of defaults); the record keeps the commit that redid them",
+    )
+    parser.add_argument("--table", action="store_true", help="print the stored summary as a markdown table and exit")
     args = parser.parse_args()
+    if args.table:
+        print(markdown(json.loads(Path(args.out).read_text())))
+        return
     if args.threads is not None:
         import torch
 
@@ -210,6 +286,12 @@ def main() -> None:
     if doc.get("quick", args.quick) != args.quick:
         raise SystemExit(f"{out} was written {'with' if doc.get('quick') else 'without'} --quick; use another --out")
     done = {(r["dataset"], r["scenario"], r["seed"], r["method"]) for r in doc["runs"]}
+    redo = tuple(args.redo.split(",")) if args.redo else ()
+    if set(redo) - set(SETTINGS):
+        raise SystemExit(f"--redo takes {', '.join(SETTINGS)}; got {args.redo}")
+    if redo:
+        redo_runs(doc, out, redo, methods, args)
+        return
     start = time.perf_counter()
     for dataset in args.datasets.split(","):
         seeds = range(1 if (args.quick or dataset != "digits") else args.seeds)

@@ -37,7 +37,7 @@ results, with the reference they were measured against, to the record's ``evalua
     run = RunDir("runs/cnn")
     model = run.load_model()                              # rebuilt from the origin, weights loaded
     sc = run.make_scenario("class:3", seed=0)             # over the run's own validation split
-    oracle = ob.unlearn(run, sc, method="retrain", **run.method_params("retrain", {}))
+    oracle = ob.unlearn(run, sc, method="retrain")        # with the run's training recipe
 
 ``ob.unlearn`` and ``ob.evaluate`` accept a model in four forms, and :func:`resolve_model` turns
 each into the module plus, where it is known, its :class:`~obliviate.data.TrainingSet`:
@@ -975,16 +975,6 @@ class RunDir(_Claimed):
         if not self.has_recording:
             raise MissingDataError(f"{str(self.path)!r} has no training recording; train with record=True.")
         return Recording.load(self.path)
-
-    def method_params(self, method: str, params: dict[str, Any], *, preset: str | None = None) -> dict[str, Any]:
-        """Hyperparameters for running ``method`` on this run's model.
-
-        The retrain oracle inherits the original recipe (``origin.recipe``) unless a preset is named:
-        explicit ``params`` override it. Every other method gets ``params`` unchanged.
-        """
-        if method == "retrain" and preset is None:
-            return {**self.recipe, **params}
-        return dict(params)
 
     def load(self) -> Run:
         """Rebuild the model and what it was trained on (a :class:`Run`).

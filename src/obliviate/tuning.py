@@ -45,7 +45,7 @@ from ._validation import SearchSpace, check_interval, check_seed
 from .data.scenario import Scenario
 from .errors import DivergenceError, InvalidConfigError, MissingDataError, UnlearningError
 from .evaluation import Evaluation, evaluate
-from .methods.base import UnlearningMethod, UnlearningResult, make_method
+from .methods.base import UnlearningMethod, UnlearningResult, make_method, recipe_of
 from .metrics.functional.gap import GAP_METRICS
 from .runs import check_training_set
 from .training import TrainResult, predict
@@ -473,6 +473,7 @@ def tune(
     space: Mapping[str, SearchSpace] | None = None,
     masks: Mapping[str, torch.Tensor] | None = None,
     recording: Any = None,
+    recipe: Any = None,
     **fixed: Any,
 ) -> TuneResult:
     """Choose a method's hyperparameters for this model and scenario (Optuna TPE), and return the best run.
@@ -513,6 +514,9 @@ def tune(
         space: Extra or replacement ranges, ``{field: Log(lo, hi) | Linear | IntRange | Choice}``.
         masks: ``{parameter name: bool tensor}``; False coordinates stay frozen in every trial.
         recording: The training recording, for methods that need it (``sgu``, ``amnesiac``).
+        recipe: The original training recipe, as for :func:`obliviate.unlearn`: the defaults a
+            method states relative to it start the search and hold the fields not searched (None:
+            the recipe of a ``TrainResult`` or run ``model``; False: none).
         **fixed: Hyperparameters held at the given values (not searched).
 
     Returns:
@@ -544,7 +548,11 @@ def tune(
     budget_s, n_trials = _budget(budget_s, n_trials)
     seed = check_seed("tune", seed)
     optuna = _import_optuna()
-    base = make_method(method, preset=preset, **fixed)  # validates the method, the preset and the fixed values
+    if recipe is None:
+        recipe = recipe_of(model)
+    elif recipe is False:
+        recipe = None
+    base = make_method(method, preset=preset, recipe=recipe, **fixed)  # validates the method, the preset and the fixed values
     cls = type(base)
     name = cls.name or cls.__name__
     _preflight(base, scenario, recording)

@@ -37,3 +37,20 @@ def test_the_digits_preset_is_ok(trained: Path, tmp_path: Path, capsys) -> None:
     record = json.loads((tmp_path / "ok" / "run.json").read_text())
     assert record["status"] == "ok" and record["diagnostics"]["val_acc_drop"] <= 10
     assert "WARNING" not in err
+
+
+@pytest.mark.slow
+def test_ssd_tuned_for_30_seconds_forgets_the_class_and_keeps_the_rest(tmp_path: Path, capsys) -> None:
+    """The issue's done-when, as written: --tune 30s on a model from 'obliviate train --dataset digits'."""
+    pytest.importorskip("optuna")
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--out", str(run)]) == 0
+    args = ["unlearn", run, "--scenario", "class:3", "--method", "ssd", "--tune", "30s", "--out", tmp_path / "ssd"]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    record = json.loads((tmp_path / "ssd" / "run.json").read_text())
+    assert record["status"] == "ok"
+    assert record["metrics"]["forget_acc"] <= 0.05
+    assert record["diagnostics"]["val_acc_drop"] <= 3.0
+    assert record["timings"]["seconds"] >= 29.0  # the whole search is the cost of the tuned result
+    assert record["tune"]["trials"] >= 2

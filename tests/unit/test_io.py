@@ -181,14 +181,15 @@ def test_run_dir_refuses_to_overwrite_a_run(saved_run, tmp_path):
 
 
 def test_retrain_inherits_the_original_recipe_in_the_library(saved_run):
+    from obliviate.methods.base import make_method, recipe_of
     from obliviate.runs import RunDir
 
     run = RunDir(saved_run[0])
     recipe = run.recipe
-    assert run.method_params("retrain", {}) == recipe
-    assert run.method_params("retrain", {"epochs": 3}) == {**recipe, "epochs": 3}
-    assert run.method_params("retrain", {"epochs": 3}, preset="fast") == {"epochs": 3}  # a preset replaces the recipe
-    assert run.method_params("finetune", {"lr": 0.1}) == {"lr": 0.1}
+    assert recipe_of(run) == recipe  # what ob.unlearn(run, ...) scales its defaults from
+    assert make_method("retrain", recipe=recipe).to_dict() == {**make_method("retrain").to_dict(), **recipe}
+    assert make_method("retrain", recipe=recipe, epochs=3).epochs == 3
+    assert make_method("finetune", recipe=recipe, lr=0.1).lr == 0.1
 
 
 def test_default_recipe_is_the_demo_recipe_on_digits_and_train_config_elsewhere(digits):

@@ -110,6 +110,13 @@ def unlearn_provenance(args: Any, source: Any, scenario: Any, parent_digest: str
     }
 
 
+def print_from_recipe(values: dict[str, Any]) -> None:
+    """Say which defaults came from the source run's training recipe (nothing when none did)."""
+    if values:
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+        console().print(f"defaults from the run's training recipe: {shown}", markup=False)
+
+
 def unlearn_inputs(args: Any, source: Any, model: Any, method_cls: Any) -> tuple[Any, Any, str]:
     """What an unlearning run takes from its source run: (recording or None, masks or None, model SHA-256).
 

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from ..errors import InvalidConfigError
-from ._common import console, parse_sets, print_metrics, print_notes, unlearn_inputs, unlearn_provenance
+from ._common import console, parse_sets, print_from_recipe, print_metrics, print_notes, unlearn_inputs, unlearn_provenance
 
 __all__ = ["add_parser", "run", "parse_budget", "add_tune_options", "tune_and_save", "TUNE_FILE", "TUNE_SCHEMA"]
 
@@ -104,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
     source = RunDir(args.run_dir)
     run_ = source.load()
     sc = source.make_scenario(args.scenario, seed=args.seed)
-    fixed = source.method_params(args.method, parse_sets(args.set), preset=args.preset)
-    make_method(args.method, preset=args.preset, **fixed)  # validates before anything is written
+    fixed = parse_sets(args.set)
+    make_method(args.method, preset=args.preset, recipe=source.recipe or None, **fixed)  # validates before anything is written
     RunDir.check_new(args.out, flag="--out")
     return tune_and_save(args, source, run_, sc, fixed, budget=args.budget, budget_flag="--budget")
 
@@ -170,6 +170,7 @@ def tune_and_save(
                 metrics=ev.to_dict(),
                 seconds=result.seconds,
                 diagnostics=diagnostics,
+                from_recipe=best.from_recipe,
                 **unlearn_provenance(args, source, sc, parent_digest),
                 tune={**tune_block, "budget": budget, "trials": len(result.trials), "file": TUNE_FILE},
             ),
@@ -186,6 +187,7 @@ def tune_and_save(
         f"in {result.seconds:.1f} s (best run {best.seconds:.2f} s) -> {out.path} (status {best.status})",
     )
     console().print(f"best: {shown}; trials table: {out.path / TUNE_FILE}")
+    print_from_recipe(best.from_recipe)
     print_notes(notes, best.status)
     if best.status == "collapsed":
         console().print(

@@ -6,7 +6,7 @@ import argparse
 import warnings
 from typing import Any
 
-from ._common import parse_sets, print_metrics, print_notes, unlearn_inputs, unlearn_provenance
+from ._common import parse_sets, print_from_recipe, print_metrics, print_notes, unlearn_inputs, unlearn_provenance
 from .tune import add_tune_options
 
 
@@ -35,8 +35,10 @@ def run(args: argparse.Namespace) -> int:
     run_ = source.load()
     ds = run_.dataset
     sc = source.make_scenario(args.scenario, seed=args.seed)
-    hyper = source.method_params(args.method, parse_sets(args.set), preset=args.preset)  # retrain: the original recipe
-    method = make_method(args.method, preset=args.preset, **hyper)  # validates before anything is written
+    hyper = parse_sets(args.set)
+    # Validates before anything is written; the defaults a paper states relative to the original training
+    # (retrain: the whole recipe) come from the run's recipe.
+    method = make_method(args.method, preset=args.preset, recipe=source.recipe or None, **hyper)
     RunDir.check_new(args.out, flag="--out")  # fail fast; create() claims it atomically below
     if args.tune is not None:  # search the hyperparameters not given with --set (obliviate tune), keep the best run
         from .tune import tune_and_save
@@ -64,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
                 metrics=ev.to_dict(),
                 seconds=result.seconds,
                 diagnostics=result.diagnostics,
+                from_recipe=result.from_recipe,
                 **unlearn_provenance(args, source, sc, parent_digest),
             ),
             scenario=sc,
@@ -71,5 +74,6 @@ def run(args: argparse.Namespace) -> int:
             metadata={"dataset": ds.name, "method": args.method},
         )
     print_metrics(ev.to_dict(), f"{args.method} on {sc.name} in {result.seconds:.2f} s -> {out.path} (status {result.status})")
+    print_from_recipe(result.from_recipe)
     print_notes(notes, result.status)
     return 0

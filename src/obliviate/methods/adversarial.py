@@ -35,7 +35,7 @@ from ..metrics.attacks import attacker as _attacks
 from ..metrics.attacks import heldout as _heldout
 from ..metrics.attacks import membership as _membership
 from ..models.adapter import ModelAdapter, logits_of
-from .base import FineTuneRecipe, RunContext, UnlearningMethod, register_method
+from .base import FineTuneRecipe, FromRecipe, RunContext, UnlearningMethod, _us_lr, register_method
 
 __all__ = ["AdversarialGame", "AdversarialUnlearning", "barlow_twins_loss"]
 
@@ -172,7 +172,8 @@ class AdversarialUnlearning(UnlearningMethod, FineTuneRecipe):
 
     Args:
         epochs: Epochs over D_r (one iteration per retain batch). Default 3 (CIFAR-10).
-        lr: Defender learning rate (``unlearn_lr``). Default 0.01 (CIFAR-10 random).
+        lr: Defender learning rate (``unlearn_lr``). Default 0.01 (CIFAR-10 random);
+            with a known SGD recipe, 0.1 x its lr (the default was set for lr 0.1).
         optimizer: Defender optimiser, "sgd", "adam" or "adamw". Default "sgd".
         momentum: SGD momentum. Default 0.9.
         weight_decay: Weight decay. Default 5e-4.
@@ -243,6 +244,7 @@ class AdversarialUnlearning(UnlearningMethod, FineTuneRecipe):
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"forget", "retain", "val"})
+    from_recipe: ClassVar[dict[str, FromRecipe]] = _us_lr(0.01)
     presets: ClassVar[dict] = {
         "cifar10_random": {"lr": 0.01, "epochs": 3},
         "cifar100_random": {"lr": 0.01, "epochs": 5},

@@ -48,6 +48,8 @@ def _replay(caught: list[warnings.WarningMessage]) -> list[str]:
 
 __all__ = [
     "METHODS",
+    "FromRecipe",
+    "recipe_of",
     "register_method",
     "UnlearningMethod",
     "UnlearningResult",
@@ -60,6 +62,95 @@ __all__ = [
 ]
 
 METHODS: Registry[type[UnlearningMethod]] = Registry("method")
+
+
+@dataclass(frozen=True)
+class FromRecipe:
+    """How a hyperparameter's default follows the original model's training recipe.
+
+    A method lists these in its ``from_recipe`` class variable, for the hyperparameters its paper
+    states relative to the original training. When the recipe is known (``ob.unlearn`` given a
+    ``TrainResult``, a run directory or ``recipe=``), each such field that neither the caller nor
+    the chosen preset sets takes ``factor`` times the recipe's ``field`` instead of its fixed
+    default; a field set explicitly is never changed.
+
+    Attributes:
+        field: The :class:`~obliviate.training.TrainConfig` field it follows.
+        factor: Numbers are multiplied by it (ints rounded, at least 1); with 1.0 any value
+            (an optimiser name, milestones) is copied as is.
+        same_optimizer: Apply only when the recipe's optimiser is the method's (a learning-rate
+            ratio between SGD and Adam means nothing).
+        source: Where the relation comes from (shown by ``obliviate methods show``).
+    """
+
+    field: str
+    factor: float = 1.0
+    same_optimizer: bool = False
+    source: str = ""
+
+    def value(self, recipe: Mapping[str, Any], optimizer: str | None) -> Any:
+        """The default this rule gives under ``recipe`` (which may be None, e.g. ``milestones``), or
+        ``dataclasses.MISSING`` when it does not apply.
+        """
+        if self.field not in recipe:
+            return dataclasses.MISSING
+        if self.same_optimizer and recipe.get("optimizer", TrainConfig().optimizer) != optimizer:
+            return dataclasses.MISSING
+        value = recipe[self.field]
+        if self.factor == 1.0 or value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            return value
+        if isinstance(value, int):
+            return max(1, round(value * self.factor))
+        return float(value * self.factor)
+
+    def describe(self) -> str:
+        """``0.1 x the recipe's lr (Unlearn-Sparse ...)``."""
+        what = f"the recipe's {self.field}" if self.factor == 1.0 else f"{self.factor:g} x the recipe's {self.field}"
+        when = ", when it trains with the same optimiser" if self.same_optimizer else ""
+        return what + when + (f" ({self.source})" if self.source else "")
+
+
+def _us_lr(default: float) -> dict[str, FromRecipe]:
+    """The learning rate of a method whose default was set for Unlearn-Sparse's CIFAR recipe (SGD, lr 0.1).
+
+    Unlearn-Sparse runs every iterative method with the optimiser of its pre-training (one
+    driver: SGD, momentum 0.9, weight decay 5e-4) at a learning rate stated for a model trained at
+    lr 0.1; the ratio, not the number, carries over to another recipe.
+    """
+    source = f"default {default:g} for a model trained at lr 0.1"
+    return {"lr": FromRecipe("lr", default / 0.1, same_optimizer=True, source=source)}
+
+
+def recipe_of(model: Any) -> dict[str, Any] | None:
+    """The training recipe a model argument of ``ob.unlearn`` carries: a ``TrainResult``'s config,
+    a run directory's or :class:`~obliviate.runs.Run`'s ``origin.recipe``; None for anything else.
+    """
+    if isinstance(model, TrainResult):
+        return model.config.to_dict()
+    record = getattr(model, "record", None)
+    if isinstance(record, Mapping) and hasattr(model, "training_set"):  # a loaded runs.Run
+        return dict((record.get("origin") or {}).get("recipe") or {}) or None
+    if isinstance(model, (str, os.PathLike)):
+        from ..runs import RunDir
+
+        try:
+            return RunDir(model).recipe or None
+        except (OSError, InvalidConfigError):  # not a run directory: unlearn() says so with its own message
+            return None
+    return None
+
+
+def check_recipe(recipe: Any, owner: str = "unlearn") -> dict[str, Any]:
+    """Validate a training recipe (a :class:`TrainConfig` or a mapping of its fields); returns the given fields."""
+    if isinstance(recipe, TrainConfig):
+        return recipe.to_dict()
+    if not isinstance(recipe, Mapping):
+        raise InvalidConfigError(
+            f"The 'recipe' argument of {owner} must be a TrainConfig or a mapping of its fields (epochs, lr, ...); "
+            f"got {type(recipe).__name__}."
+        )
+    checked = TrainConfig.from_dict(recipe).to_dict()  # unknown keys and bad values are errors
+    return {k: checked[k] for k in recipe}
 
 
 def register_method(name: str) -> Callable[[type[UnlearningMethod]], type[UnlearningMethod]]:
@@ -186,6 +277,8 @@ class UnlearningResult:
             :class:`~obliviate.errors.DivergenceError` (run records then say ``"diverged"``).
         notes: The warnings raised during the run (``"Category: message"``, each once), so that
             tables can show them beside the row instead of in the middle of a progress bar.
+        from_recipe: The hyperparameters whose defaults came from the original training recipe
+            (``{field: value}``, see :class:`FromRecipe`); empty when none did.
     """
 
     model: nn.Module
@@ -196,6 +289,7 @@ class UnlearningResult:
     training_set: TrainingSet | None = None
     status: str = "ok"
     notes: list[str] = field(default_factory=list)
+    from_recipe: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -213,9 +307,12 @@ class UnlearningMethod(Config):
         needs_recording: True when ``_unlearn`` needs the recording of the original training
             (``ctx.recording``); ``unlearn`` without ``recording=`` then raises MissingDataError.
         presets: Named field overrides, e.g. ``{"digits": {...}}`` for the embedded demo.
+        from_recipe: ``{field: FromRecipe}`` for the hyperparameters whose paper states them
+            relative to the original training (see :class:`FromRecipe`).
     """
 
     name: ClassVar[str] = ""
+    from_recipe: ClassVar[dict[str, FromRecipe]] = {}
     requires: ClassVar[frozenset[str]] = frozenset({"forget"})
     kinds: ClassVar[frozenset[str]] = frozenset(SCENARIO_KINDS)
     exact: ClassVar[bool] = False
@@ -379,6 +476,7 @@ class UnlearningMethod(Config):
             training_set=scenario.retain_set,
             status=status,
             notes=notes,
+            from_recipe=dict(getattr(self, "_from_recipe", {})),
         )
 
     def _collapse_message(self, before: float, after: float, collapse_drop: float) -> str:
@@ -411,6 +509,24 @@ class UnlearningMethod(Config):
         return TrainConfig.from_dict({**fixed, **shared})
 
     @classmethod
+    def recipe_defaults(cls, recipe: Mapping[str, Any] | None, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The defaults ``recipe`` gives to the fields of :attr:`from_recipe` that ``given`` (the
+        caller's values and the preset's) leaves unset.
+        """
+        if not recipe:
+            return {}
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        optimizer = given.get("optimizer", defaults.get("optimizer"))
+        out = {}
+        for name, rule in cls.from_recipe.items():
+            if name in given:
+                continue
+            value = rule.value(recipe, optimizer)
+            if value is not dataclasses.MISSING:
+                out[name] = value
+        return out
+
+    @classmethod
     def describe(cls) -> dict[str, Any]:
         """Metadata for ``obliviate methods`` and the docs matrix."""
         doc = (cls.__doc__ or "").strip()
@@ -425,6 +541,7 @@ class UnlearningMethod(Config):
             "presets": sorted(cls.presets),
             "defaults": cls().to_dict(),
             "search": {name: space.describe() for name, space in cls.search_space().items()},
+            "from_recipe": {name: rule.describe() for name, rule in cls.from_recipe.items()},
         }
 
 
@@ -458,6 +575,7 @@ def unlearn(
     preset: str | None = None,
     recording: Any = None,
     collapse_drop: float | None = None,
+    recipe: TrainConfig | Mapping[str, Any] | bool | None = None,
     **hyperparameters: Any,
 ) -> UnlearningResult:
     """Unlearn ``scenario.forget`` from a copy of ``model`` with a registered method.
@@ -477,6 +595,11 @@ def unlearn(
             ``sgu`` and ``amnesiac``, ignored by the other methods.
         collapse_drop: Drop of the retained classes' validation accuracy, in points, above which
             the result's ``status`` is ``"collapsed"`` (None: :data:`COLLAPSE_DROP`, 10 points).
+        recipe: The original model's training recipe (a ``TrainConfig`` or its fields). The
+            hyperparameters a method states relative to it (its ``from_recipe``: ``retrain`` takes
+            the whole recipe; the Unlearn-Sparse family scales its learning rate) default to the
+            scaled values, unless given here or by the preset (``result.from_recipe`` lists them).
+            None: the recipe of a ``TrainResult`` or run directory ``model``; False: none.
         **hyperparameters: Fields of the method; unknown names are errors.
 
     Returns:
@@ -491,7 +614,13 @@ def unlearn(
         >>> out.method, out.config["alpha"]
         ('ssd', 10.0)
     """
-    instance = make_method(method, preset=preset, **hyperparameters)
+    if recipe is None:
+        recipe = recipe_of(model)
+    elif recipe is False or recipe is True:
+        if recipe is True:
+            raise InvalidConfigError("The 'recipe' argument of unlearn takes a TrainConfig, a mapping, None or False; got True.")
+        recipe = None
+    instance = make_method(method, preset=preset, recipe=recipe, **hyperparameters)
     return instance.unlearn(
         model,
         scenario,
@@ -504,19 +633,43 @@ def unlearn(
     )
 
 
-def make_method(method: str | UnlearningMethod, *, preset: str | None = None, **hyperparameters: Any) -> UnlearningMethod:
+def make_method(
+    method: str | UnlearningMethod,
+    *,
+    preset: str | None = None,
+    recipe: TrainConfig | Mapping[str, Any] | None = None,
+    **hyperparameters: Any,
+) -> UnlearningMethod:
     """A validated method instance from a name (optionally a preset) or an instance, plus overrides.
+
+    With ``recipe`` (the original training's), the fields of the method's ``from_recipe`` that
+    neither ``hyperparameters`` nor the preset sets are scaled from it (:class:`FromRecipe`); an
+    instance's values were chosen by its maker, so ``recipe`` leaves them alone.
 
     Raises:
         UnknownNameError: unknown method or preset.
-        InvalidConfigError: unknown or invalid hyperparameters.
+        InvalidConfigError: unknown or invalid hyperparameters, or an invalid recipe.
     """
     if isinstance(method, str):
         cls = METHODS.get(method)
-        return cls.from_preset(preset, **hyperparameters) if preset is not None else cls.from_dict(hyperparameters)
+        scaled: dict[str, Any] = {}
+        if recipe is not None:
+            recipe = check_recipe(recipe, "make_method")
+            cls.check_keys(list(hyperparameters))
+            given = {**(cls.presets.get(preset) or {} if preset is not None else {}), **hyperparameters}
+            scaled = cls.recipe_defaults(recipe, given)
+        values = {**scaled, **hyperparameters}
+        instance = cls.from_preset(preset, **values) if preset is not None else cls.from_dict(values)
+        object.__setattr__(instance, "_from_recipe", {k: getattr(instance, k) for k in scaled})
+        return instance
     if isinstance(method, UnlearningMethod):
         if preset is not None:
             raise InvalidConfigError("Pass 'preset' with a method name, not with a method instance.")
         type(method).check_keys(list(hyperparameters))
-        return dataclasses.replace(method, **hyperparameters) if hyperparameters else method
+        if not hyperparameters:
+            return method
+        out = dataclasses.replace(method, **hyperparameters)
+        kept = {k: v for k, v in getattr(method, "_from_recipe", {}).items() if k not in hyperparameters}
+        object.__setattr__(out, "_from_recipe", kept)
+        return out
     raise InvalidConfigError(f"The 'method' argument of unlearn must be a method name or instance; got {type(method).__name__}.")

@@ -8,7 +8,7 @@ from typing import ClassVar
 from torch import nn
 
 from ..data.scenario import Scenario
-from .base import FineTuneRecipe, RunContext, UnlearningMethod, register_method
+from .base import FineTuneRecipe, FromRecipe, RunContext, UnlearningMethod, _us_lr, register_method
 from .lora import LoraFields
 
 __all__ = ["Finetune"]
@@ -27,7 +27,8 @@ class Finetune(UnlearningMethod, FineTuneRecipe, LoraFields):
 
     Args:
         epochs: Epochs over D_r. Default 10 (Unlearn-Sparse; the SSD system uses 5).
-        lr: Learning rate. Default 0.01 (Unlearn-Sparse; SSD: 0.02).
+        lr: Learning rate. Default 0.01 (Unlearn-Sparse; SSD: 0.02);
+            with a known SGD recipe, 0.1 x its lr (the default was set for lr 0.1).
         optimizer: "sgd", "adam" or "adamw". Default "sgd".
         momentum: SGD momentum. Default 0.9.
         weight_decay: Weight decay. Default 5e-4.
@@ -49,6 +50,7 @@ class Finetune(UnlearningMethod, FineTuneRecipe, LoraFields):
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"retain"})
+    from_recipe: ClassVar[dict[str, FromRecipe]] = _us_lr(0.01)
     presets: ClassVar[dict] = {
         "digits": {"epochs": 3, "lr": 0.1, "batch_size": 64, "schedule": "cosine"},
     }

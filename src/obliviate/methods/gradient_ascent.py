@@ -14,7 +14,7 @@ from ..data.scenario import Scenario
 from ..errors import MissingDataError
 from ..models.adapter import logits_of
 from ..training import accuracy
-from .base import FineTuneRecipe, RunContext, UnlearningMethod, register_method
+from .base import FineTuneRecipe, FromRecipe, RunContext, UnlearningMethod, _us_lr, register_method
 
 __all__ = ["GradientAscent"]
 
@@ -35,7 +35,7 @@ class GradientAscent(UnlearningMethod, FineTuneRecipe):
 
     Args:
         epochs: Epochs over D_f. Default 5 (Unlearn-Sparse).
-        lr: Learning rate. Default 1e-4.
+        lr: Learning rate. Default 1e-4; with a known SGD recipe, 0.001 x its lr (the default was set for lr 0.1).
         optimizer: "sgd", "adam" or "adamw". Default "sgd".
         momentum: SGD momentum. Default 0.9.
         weight_decay: Weight decay. Default 5e-4.
@@ -56,6 +56,7 @@ class GradientAscent(UnlearningMethod, FineTuneRecipe):
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"forget"})
+    from_recipe: ClassVar[dict[str, FromRecipe]] = _us_lr(0.0001)
     presets: ClassVar[dict] = {
         "digits": {"epochs": 40, "lr": 0.003, "batch_size": 16, "grad_clip": 1.0, "match_val": True},
     }

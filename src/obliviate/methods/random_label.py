@@ -11,7 +11,7 @@ from torch import nn
 
 from ..data.base import Concat, Relabeled
 from ..data.scenario import Scenario
-from .base import FineTuneRecipe, RunContext, UnlearningMethod, register_method
+from .base import FineTuneRecipe, FromRecipe, RunContext, UnlearningMethod, _us_lr, register_method
 from .lora import LoraFields
 
 __all__ = ["RandomLabel", "random_wrong_labels"]
@@ -43,7 +43,8 @@ class RandomLabel(UnlearningMethod, FineTuneRecipe, LoraFields):
 
     Args:
         epochs: Epochs over D_f ∪ D_r. Default 10 (SalUn's example).
-        lr: Learning rate. Default 0.01 (SalUn's example uses 0.013).
+        lr: Learning rate. Default 0.01 (SalUn's example uses 0.013);
+            with a known SGD recipe, 0.1 x its lr (the default was set for lr 0.1).
         optimizer: "sgd", "adam" or "adamw". Default "sgd".
         momentum: SGD momentum. Default 0.9.
         weight_decay: Weight decay. Default 5e-4.
@@ -62,6 +63,7 @@ class RandomLabel(UnlearningMethod, FineTuneRecipe, LoraFields):
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
+    from_recipe: ClassVar[dict[str, FromRecipe]] = _us_lr(0.01)
     presets: ClassVar[dict] = {
         "digits": {"epochs": 4, "lr": 0.02, "batch_size": 64, "schedule": "cosine"},
         "amnesiac": {"epochs": 3, "lr": 1e-4, "optimizer": "adam", "batch_size": 128, "weight_decay": 0.0},

@@ -13,7 +13,7 @@ from ..data.scenario import Scenario
 from ..errors import InvalidConfigError
 from ..models.zoo import reinitialize
 from ..training import TrainConfig
-from .base import RunContext, UnlearningMethod, register_method
+from .base import FromRecipe, RunContext, UnlearningMethod, register_method
 
 __all__ = ["Retrain"]
 
@@ -27,8 +27,9 @@ class Retrain(UnlearningMethod, TrainConfig):
     (each submodule's ``reset_parameters``, so any ``nn.Module`` works, BatchNorm statistics
     included), then trained on D_r with the one training loop. With ``seed`` equal to the
     original model's ``build_model`` seed, retraining starts from the same initial weights.
-    Used as the oracle, it takes the original model's recipe
-    (``ob.unlearn(model, sc, "retrain", **train_result.config.to_dict())``).
+    Used as the oracle, it takes the original model's recipe: every field defaults to the
+    recipe's when the recipe is known (``ob.unlearn`` given the ``TrainResult`` or a run
+    directory, or ``recipe=``); the fixed defaults below apply only without one.
 
     Masks must be pruning masks, as Unlearn-Sparse retrains sparse models: every False
     coordinate must be zero in the given model, and it is exactly zero in the retrained one.
@@ -70,6 +71,9 @@ class Retrain(UnlearningMethod, TrainConfig):
 
     requires: ClassVar[frozenset[str]] = frozenset({"retain"})
     exact: ClassVar[bool] = True
+    from_recipe: ClassVar[dict[str, FromRecipe]] = {
+        name: FromRecipe(name, source="retraining repeats the original training") for name in TrainConfig.field_names()
+    }
     presets: ClassVar[dict] = {
         "digits": {"epochs": 30, "lr": 0.05, "batch_size": 64, "schedule": "cosine", "milestones": None},
     }

@@ -17,7 +17,7 @@ from .._validation import Interval, IntRange, Linear, Log, param
 from ..data.base import Concat, Relabeled, iterate_batches
 from ..data.scenario import Scenario
 from ..models.adapter import logits_of
-from .base import FineTuneRecipe, RunContext, UnlearningMethod, register_method
+from .base import FineTuneRecipe, FromRecipe, RunContext, UnlearningMethod, _us_lr, register_method
 from .random_label import random_wrong_labels
 
 __all__ = ["SalUn", "saliency", "saliency_mask"]
@@ -106,7 +106,8 @@ class SalUn(UnlearningMethod, FineTuneRecipe):
 
     Args:
         epochs: Epochs over D_f ∪ D_r. Default 10 (paper's CIFAR-10 setting).
-        lr: Learning rate. Default 0.013 (the SalUn README's CIFAR-10 example).
+        lr: Learning rate. Default 0.013 (the SalUn README's CIFAR-10 example);
+            with a known SGD recipe, 0.13 x its lr (the default was set for lr 0.1).
         optimizer: "sgd", "adam" or "adamw". Default "sgd".
         momentum: SGD momentum. Default 0.9.
         weight_decay: Weight decay (never reaches frozen weights). Default 5e-4.
@@ -121,6 +122,7 @@ class SalUn(UnlearningMethod, FineTuneRecipe):
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
+    from_recipe: ClassVar[dict[str, FromRecipe]] = _us_lr(0.013)
     presets: ClassVar[dict] = {
         "digits": {"epochs": 4, "lr": 0.02, "batch_size": 64, "schedule": "cosine", "mask_ratio": 0.5},
     }

@@ -16,7 +16,7 @@ from ..data.scenario import Scenario
 from ..errors import InvalidConfigError
 from ..models.adapter import ModelAdapter, logits_of
 from ..pruning import fit_from_epoch, magnitude_masks, prunable_parameters, random_masks, run_masks, sparsity
-from .base import FineTuneRecipe, RunContext, UnlearningMethod, register_method
+from .base import FineTuneRecipe, FromRecipe, RunContext, UnlearningMethod, _us_lr, register_method
 from .gradient_ascent import GradientAscent
 from .lora import LoraFields, effective_l1
 
@@ -55,7 +55,7 @@ class L1Sparse(UnlearningMethod, FineTuneRecipe, LoraFields):
         no_l1_epochs: E_no, final epochs without the penalty. Default 0.
         l1_schedule: "decay" (α → 0 linearly, the paper's code) or "constant". Default "decay".
         epochs: Epochs E over D_r. Default 10.
-        lr: Learning rate. Default 0.01.
+        lr: Learning rate. Default 0.01; with a known SGD recipe, 0.1 x its lr (the default was set for lr 0.1).
         optimizer: "sgd", "adam" or "adamw". Default "sgd".
         momentum: SGD momentum. Default 0.9.
         weight_decay: Weight decay. Default 5e-4.
@@ -79,6 +79,7 @@ class L1Sparse(UnlearningMethod, FineTuneRecipe, LoraFields):
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"retain"})
+    from_recipe: ClassVar[dict[str, FromRecipe]] = _us_lr(0.01)
     presets: ClassVar[dict] = {
         "digits": {"epochs": 3, "lr": 0.1, "batch_size": 64, "schedule": "cosine", "alpha": 1e-2},
     }
@@ -126,7 +127,7 @@ class GradientAscentL1(GradientAscent):
         alpha: ℓ1 weight α. Default 1e-4 (the value the papers' scripts use for ℓ1-sparse;
             the seed code's argparse default 0.2 is far too large).
         epochs: Epochs over D_f. Default 5.
-        lr: Learning rate. Default 1e-4.
+        lr: Learning rate. Default 1e-4; with a known SGD recipe, 0.001 x its lr (the default was set for lr 0.1).
         optimizer: "sgd", "adam" or "adamw". Default "sgd".
         momentum: SGD momentum. Default 0.9.
         weight_decay: Weight decay. Default 5e-4.
@@ -183,7 +184,7 @@ class FinetunePrune(UnlearningMethod, FineTuneRecipe):
         random_prune: Random instead of magnitude pruning. Default False.
         scope: "conv", "linear" or "conv_linear". Default "conv" (Unlearn-Sparse).
         epochs: Epochs E over D_r. Default 10.
-        lr: Learning rate. Default 0.01.
+        lr: Learning rate. Default 0.01; with a known SGD recipe, 0.1 x its lr (the default was set for lr 0.1).
         optimizer: "sgd", "adam" or "adamw". Default "sgd".
         momentum: SGD momentum. Default 0.9.
         weight_decay: Weight decay. Default 5e-4.
@@ -205,6 +206,7 @@ class FinetunePrune(UnlearningMethod, FineTuneRecipe):
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"retain"})
+    from_recipe: ClassVar[dict[str, FromRecipe]] = _us_lr(0.01)
     presets: ClassVar[dict] = {
         "digits": {"epochs": 4, "lr": 0.1, "batch_size": 64, "schedule": "cosine", "rate": 0.5},
     }
