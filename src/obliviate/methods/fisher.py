@@ -12,11 +12,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .._utils import eval_mode
-from .._validation import Interval, Log, Options, param
+from .._validation import Boolean, Interval, Log, Options, param
 from ..data.base import Subset, first_input, iterate_batches, targets_of
 from ..data.scenario import Scenario
 from ..models.adapter import ModelAdapter, logits_of
 from ..per_sample import per_sample_fisher
+from ._cache import cached
 from .base import RunContext, UnlearningMethod, register_method
 
 __all__ = ["FisherForgetting", "diagonal_fisher", "batch_fisher", "classes_to_zero"]
@@ -145,6 +146,9 @@ class FisherForgetting(UnlearningMethod):
             values depend on it; for the per-sample Fisher it only bounds memory). Default 32.
         max_samples: Estimate the Fisher on at most this many retain samples, drawn at random
             with the run's generator; None uses all of D_r. Default None.
+        cache_fisher: Keep the Fisher diagonal in the process-wide cache
+            (:mod:`obliviate.methods._cache`), keyed by the model, the samples and the settings:
+            a sweep over ``alpha`` or ``ob.tune``'s trials compute it once. Default True.
 
     Presets:
         digits: the default α 1e-6 with the expected Fisher estimated on 512 retain samples
@@ -164,6 +168,7 @@ class FisherForgetting(UnlearningMethod):
     class_zero: str = param("auto", Options("auto", "on", "off"))
     batch_size: int = param(32, Interval(int, 1))
     max_samples: int | None = param(None, Interval(int, 1, allow_none=True))
+    cache_fisher: bool = param(True, Boolean())
 
     def _unlearn(self, model: nn.Module, scenario: Scenario, ctx: RunContext) -> nn.Module:
         example = first_input(scenario.retain).unsqueeze(0).to(ctx.device)
@@ -174,9 +179,15 @@ class FisherForgetting(UnlearningMethod):
         if self.max_samples is not None and self.max_samples < len(data):
             chosen = torch.randperm(len(data), generator=ctx.generator)[: self.max_samples].sort().values.numpy()
             data = Subset(data, chosen)
-        fisher = diagonal_fisher(
-            model, data, kind=self.fisher, batch_size=self.batch_size, device=ctx.device, counter=ctx.counter
-        )
+
+        def compute() -> dict[str, torch.Tensor]:
+            kw = {"kind": self.fisher, "batch_size": self.batch_size, "device": ctx.device, "counter": ctx.counter}
+            return diagonal_fisher(model, data, **kw)
+
+        if self.cache_fisher:  # independent of alpha: a sweep or ob.tune computes it once
+            fisher = cached("fisher", model, (data,), (self.fisher, self.batch_size, str(ctx.device)), compute, ctx.diagnostics)
+        else:
+            fisher = compute()
         perturbed = 0
         with torch.no_grad():
             for name, p in model.named_parameters():

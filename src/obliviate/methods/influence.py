@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from dataclasses import dataclass
 from typing import ClassVar
@@ -11,11 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from .._validation import Interval, Log, Options, param
+from .._validation import Boolean, Interval, Log, Options, param
 from ..data.base import Subset, iterate_batches
 from ..data.scenario import Scenario
 from ..errors import UnlearningWarning
 from ..per_sample import minibatch_sum, per_sample_gradients
+from ._cache import cached, masks_digest
 from .base import RunContext, UnlearningMethod, register_method
 
 __all__ = ["InfluenceUnlearning", "summed_gradient", "per_sample_matrix", "woodbury_ihvp", "heuristic_ihvp", "fisher_scale"]
@@ -70,7 +72,7 @@ def per_sample_matrix(
     return torch.cat(rows)
 
 
-def woodbury_ihvp(grads: torch.Tensor, v: torch.Tensor, damping: float) -> torch.Tensor:
+def woodbury_ihvp(grads: torch.Tensor, v: torch.Tensor, damping: float, gram: torch.Tensor | None = None) -> torch.Tensor:
     """``(λI + (1/N) Gᵀ G)⁻¹ v`` exactly, for the N per-sample gradients in the rows of ``G``.
 
     The WoodFisher approximation of the inverse Hessian (Singh & Alistarh, NeurIPS'20,
@@ -78,10 +80,11 @@ def woodbury_ihvp(grads: torch.Tensor, v: torch.Tensor, damping: float) -> torch
     recursion ``F_k⁻¹ = F_{k-1}⁻¹ − F_{k-1}⁻¹ g_k g_kᵀ F_{k-1}⁻¹ / (N + g_kᵀ F_{k-1}⁻¹ g_k)``,
     ``F_0⁻¹ = I/λ``, ends at the same matrix as the Woodbury identity used here,
     ``(1/λ) (v − Gᵀ (NλI + G Gᵀ)⁻¹ G v)``, which needs one N×N Cholesky solve (in float64)
-    instead of N rank-one updates of P×P matrices. Memory: G itself, N·P floats.
+    instead of N rank-one updates of P×P matrices. Memory: G itself, N·P floats. ``gram``:
+    ``G Gᵀ`` in float64 when already computed (it does not depend on λ); it is not changed.
     """
     n = grads.shape[0]
-    gram = (grads @ grads.T).double()
+    gram = (grads @ grads.T).double() if gram is None else gram.clone()
     gram.diagonal().add_(n * damping)
     rhs = (grads @ v).double().unsqueeze(1)
     chol = torch.linalg.cholesky(gram)
@@ -183,6 +186,11 @@ class InfluenceUnlearning(UnlearningMethod):
             forgotten (the ablation is in ``benchmarks/results/fisher_iu.json``).
         batch_size: Batch size of the gradient passes. Default 128.
         max_memory_gb: Cap on the N × P gradient matrix in GiB (Woodbury only). Default 2.
+        cache_gradients: Keep the gradients (Σ∇ over D_f and D_r, the sampled per-sample
+            matrix and its Gram matrix) in the process-wide cache
+            (:mod:`obliviate.methods._cache`), keyed by the model, the data, the sample drawn and
+            the settings: a sweep over ``alpha`` or the damping, or ``ob.tune``'s trials, compute
+            them once. Default True.
 
     Presets:
         unlearn_sparse: the seed code (heuristic recursion, α 10, N 1000).
@@ -207,15 +215,13 @@ class InfluenceUnlearning(UnlearningMethod):
     relative_damping: float = param(300.0, Interval(float, 0.0, closed="neither"), search=Log(1.0, 1e4))
     batch_size: int = param(128, Interval(int, 1))
     max_memory_gb: float = param(2.0, Interval(float, 0.0, closed="neither"))
+    cache_gradients: bool = param(True, Boolean())
 
     def _unlearn(self, model: nn.Module, scenario: Scenario, ctx: RunContext) -> nn.Module:
         names = [n for n, p in model.named_parameters() if p.requires_grad]
         common = {"batch_size": self.batch_size, "device": ctx.device, "masks": ctx.masks, "counter": ctx.counter}
-        g_f = summed_gradient(model, scenario.forget, names, **common)
-        g_r = summed_gradient(model, scenario.retain, names, **common)
         n_f, n_r = len(scenario.forget), len(scenario.retain)
         n = n_f + n_r
-        v = g_f / n - (n_f / (n * n_r)) * g_r
         size = sum(p.numel() for p in model.parameters() if p.requires_grad)
         wanted = min(self.num_samples + (2 if self.ihvp == "heuristic" else 0), n_r)
         if self.ihvp == "woodbury":
@@ -229,7 +235,22 @@ class InfluenceUnlearning(UnlearningMethod):
                 )
                 wanted = max(fits, 1)
         chosen = torch.randperm(n_r, generator=ctx.generator)[:wanted].sort().values.numpy()
-        grads = per_sample_matrix(model, Subset(scenario.retain, chosen), names, **common)
+
+        def gradients() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+            g_f = summed_gradient(model, scenario.forget, names, **common)
+            g_r = summed_gradient(model, scenario.retain, names, **common)
+            grads = per_sample_matrix(model, Subset(scenario.retain, chosen), names, **common)
+            gram = (grads @ grads.T).double() if self.ihvp == "woodbury" else None
+            return g_f, g_r, grads, gram
+
+        if self.cache_gradients:  # none of them depends on alpha or the damping: a sweep or ob.tune computes them once
+            sample = hashlib.sha256(chosen.tobytes()).hexdigest()
+            settings = (self.ihvp, self.batch_size, masks_digest(ctx.masks), sample, str(ctx.device))
+            data = (scenario.forget, scenario.retain)
+            g_f, g_r, grads, gram = cached("iu_gradients", model, data, settings, gradients, ctx.diagnostics)
+        else:
+            g_f, g_r, grads, gram = gradients()
+        v = g_f / n - (n_f / (n * n_r)) * g_r
         params = dict(model.named_parameters())
         free = sum(int(ctx.masks[n].sum()) if n in ctx.masks else params[n].numel() for n in names)
         scale = fisher_scale(grads, free)
@@ -238,10 +259,10 @@ class InfluenceUnlearning(UnlearningMethod):
             step = heuristic_ihvp(grads, v, self.num_samples)
         elif self.damping is not None:
             damping = self.damping
-            step = woodbury_ihvp(grads, v, damping)
+            step = woodbury_ihvp(grads, v, damping, gram)
         elif scale > 0.0:
             damping = self.relative_damping * scale
-            step = woodbury_ihvp(grads, v, damping)
+            step = woodbury_ihvp(grads, v, damping, gram)
         else:
             warnings.warn(
                 "InfluenceUnlearning: every sampled retain gradient is zero, so the Fisher's scale tr(F)/P is 0 and "

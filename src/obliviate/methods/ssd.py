@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import weakref
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .._utils import state_digest
 from .._validation import Boolean, Choice, Interval, Log, param
-from ..data.base import ArrayDataset, flatten_view
 from ..data.scenario import Scenario
-from ..errors import InvalidConfigError
 from ..per_sample import minibatch_sum, per_sample_sum
+from ._cache import IMPORTANCE_CACHE, ImportanceCache, cached, clear_importance_cache, data_fingerprint
 from .base import RunContext, UnlearningMethod, register_method
 
 __all__ = [
@@ -63,124 +56,6 @@ def importance(
         return {k: v / max(n, 1) for k, v in totals.items()}
     totals, batches = minibatch_sum(model, data, transform, loss=loss, batch_size=batch_size, device=device, counter=counter)
     return {n: v / max(batches, 1) for n, v in totals.items()}
-
-
-class ImportanceCache:
-    """A small least-recently-used cache of full-training-data importances.
-
-    SSD's importance over D does not depend on the forget request, so a sweep over ``alpha``
-    or ``dampening`` (or several requests on one model) needs it once. Entries are keyed by the
-    model's state digest (:func:`obliviate._utils.state_digest`: every parameter and buffer),
-    its module tree (class and ``repr``) and which parameters are trainable, a fingerprint of
-    the data (:func:`data_fingerprint`) and the importance settings (loss, batch size,
-    per-sample, device): a model changed in any weight or buffer, or other data, is recomputed. Each entry holds one tensor per
-    parameter on the device it was computed on, so memory is bounded by ``max_entries``
-    copies of the model's parameters. The process-wide instance is :data:`IMPORTANCE_CACHE`.
-
-    Args:
-        max_entries: Entries kept; the least recently used is evicted beyond it (0 disables).
-    """
-
-    def __init__(self, max_entries: int = 4) -> None:
-        self._entries: OrderedDict[tuple[Any, ...], dict[str, torch.Tensor]] = OrderedDict()
-        self.max_entries = max_entries
-        self.hits = 0
-        self.misses = 0
-
-    @property
-    def max_entries(self) -> int:
-        return self._max_entries
-
-    @max_entries.setter
-    def max_entries(self, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InvalidConfigError(f"The 'max_entries' of ImportanceCache must be an int in [0, inf); got {value!r}.")
-        self._max_entries = value
-        while len(self._entries) > value:
-            self._entries.popitem(last=False)
-
-    def get(self, key: tuple[Any, ...]) -> dict[str, torch.Tensor] | None:
-        """The cached importance for ``key`` (marked most recently used), or None."""
-        value = self._entries.get(key)
-        if value is None:
-            self.misses += 1
-            return None
-        self._entries.move_to_end(key)
-        self.hits += 1
-        return value
-
-    def put(self, key: tuple[Any, ...], value: dict[str, torch.Tensor]) -> None:
-        """Store ``value`` under ``key``, evicting the least recently used entries beyond the bound."""
-        if self._max_entries == 0:
-            return
-        self._entries[key] = value
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        """Drop every entry and reset the hit/miss counters."""
-        self._entries.clear()
-        self.hits = self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def info(self) -> dict[str, int]:
-        """Entries held, the bound, hits and misses."""
-        return {"entries": len(self._entries), "max_entries": self._max_entries, "hits": self.hits, "misses": self.misses}
-
-
-IMPORTANCE_CACHE = ImportanceCache()
-
-
-def clear_importance_cache() -> None:
-    """Empty the process-wide SSD importance cache (:data:`IMPORTANCE_CACHE`)."""
-    IMPORTANCE_CACHE.clear()
-
-
-_CONTENT: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
-_TOKENS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
-_TOKEN_COUNTER = itertools.count()
-
-
-def _content_digest(base: ArrayDataset) -> str:
-    digest = _CONTENT.get(base)
-    if digest is None:
-        h = hashlib.sha256()
-        raw = base.inputs.detach().cpu().contiguous()
-        h.update(f"{raw.dtype}{tuple(raw.shape)}{base.scale}".encode())
-        for stat in (base.mean, base.std):
-            h.update(b"-" if stat is None else stat.numpy().tobytes())
-        h.update(raw.reshape(-1).view(torch.uint8).numpy().tobytes() if raw.numel() else b"")
-        digest = _CONTENT[base] = h.hexdigest()
-    return digest
-
-
-def data_fingerprint(dataset: Dataset) -> str | None:
-    """A digest of a dataset's content, for cache keys; None when it cannot be fingerprinted.
-
-    Data held in memory (every registered dataset, ``from_arrays``, and views over them) are
-    hashed by content: the base tensor's bytes (hashed once per object), the positions and the
-    labels of the view. Any other dataset is identified by the object itself (a token that dies
-    with it), so only the same object in the same process matches. Modifying a dataset's tensor
-    in place after it was fingerprinted is not detected.
-    """
-    flat = flatten_view(dataset)
-    h = hashlib.sha256()
-    if flat is not None:
-        base, positions, labels = flat
-        h.update(_content_digest(base).encode())
-        h.update(np.ascontiguousarray(positions, dtype=np.int64).tobytes())
-        h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
-        return "content:" + h.hexdigest()
-    try:
-        token = _TOKENS.get(dataset)
-        if token is None:
-            token = _TOKENS[dataset] = f"{next(_TOKEN_COUNTER)}"
-    except TypeError:  # not weak-referenceable or not hashable: do not cache
-        return None
-    return f"object:{token}:{len(dataset)}"  # type: ignore[arg-type]
 
 
 @torch.no_grad()
@@ -288,28 +163,10 @@ class SelectiveSynapticDampening(UnlearningMethod):
     def _full_importance(
         self, model: nn.Module, data: Dataset, ctx: RunContext, common: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
-        fingerprint = data_fingerprint(data) if self.cache_importance else None
-        if fingerprint is None:
+        if not self.cache_importance:
             return importance(model, data, **common)
-        trainable = tuple(n for n, p in model.named_parameters() if p.requires_grad)
-        # the module tree (repr) tells apart architectures with the same weights but other layers (e.g. activations)
-        architecture = hashlib.sha256(f"{type(model).__module__}.{type(model).__qualname__}\n{model!r}".encode()).hexdigest()
-        key = (
-            state_digest(model),
-            architecture,
-            trainable,
-            fingerprint,
-            self.label_free,
-            self.per_sample,
-            self.batch_size,
-            str(ctx.device),
-        )
-        cached = IMPORTANCE_CACHE.get(key)
-        ctx.diagnostics["importance_cached"] = float(cached is not None)
-        if cached is None:
-            cached = importance(model, data, **common)
-            IMPORTANCE_CACHE.put(key, cached)
-        return cached
+        settings = (self.label_free, self.per_sample, self.batch_size, str(ctx.device))
+        return cached("importance", model, (data,), settings, lambda: importance(model, data, **common), ctx.diagnostics)
 
     def _unlearn(self, model: nn.Module, scenario: Scenario, ctx: RunContext) -> nn.Module:
         common = {

@@ -131,7 +131,7 @@ def test_the_cache_is_a_bounded_lru_and_can_be_cleared():
     assert cache.get(("a",)) is value  # "a" is now the most recently used
     cache.put(("c",), value)
     assert cache.get(("b",)) is None and cache.get(("a",)) is value and cache.get(("c",)) is value
-    assert cache.info() == {"entries": 2, "max_entries": 2, "hits": 3, "misses": 1}
+    assert cache.info() == {"entries": 2, "max_entries": 2, "bytes": 8, "max_bytes": 2 * 2**30, "hits": 3, "misses": 1}
     cache.max_entries = 1
     assert len(cache) == 1 and cache.get(("c",)) is value
     cache.max_entries = 0
@@ -143,6 +143,18 @@ def test_the_cache_is_a_bounded_lru_and_can_be_cleared():
     assert len(cache) == 0 and cache.info()["hits"] == 0
     with pytest.raises(InvalidConfigError, match="max_entries"):
         cache.max_entries = -1
+
+
+def test_the_cache_is_bounded_in_bytes():
+    cache = ImportanceCache(max_entries=10, max_bytes=100)
+    small, large = {"w": torch.zeros(10)}, (torch.zeros(30),)  # 40 and 120 bytes
+    cache.put(("a",), small)
+    cache.put(("b",), small)
+    assert cache.nbytes == 80
+    cache.put(("c",), small)  # 120 > 100: the least recently used goes
+    assert cache.get(("a",)) is None and cache.get(("b",)) is small and cache.nbytes == 80
+    cache.put(("big",), large)  # larger than the whole bound: not kept, nothing evicted for it
+    assert cache.get(("big",)) is None and len(cache) == 2
 
 
 def test_a_cached_importance_is_never_changed_by_dampening():
