@@ -11,10 +11,11 @@ run benchmarks/sparse_demo.py --sparsity 0.5 --seeds 2
 run benchmarks/fisher_iu.py --seeds 3 --threads 2
 run benchmarks/per_sample_fisher.py --samples 512 --batch-size 256 --repeats 3 --threads 2
 run benchmarks/ssd_cache.py
+run benchmarks/derived_cache.py --threads 2
 run benchmarks/ssd_digits_presets.py --seeds 3
 run benchmarks/adversarial.py --seeds 5 --repeats 3 --threads 2
 run benchmarks/unrolling_study.py
 run benchmarks/certified_removal.py
 run benchmarks/defaults_health.py --seeds 3
 # long (2-3 h on 2 cores; resumable, can run in parts with --methods / --datasets):
-# run benchmarks/tuning.py --seeds 3 --budget 15
+# run benchmarks/tuning.py --seeds 3 --budget 15 --threads 1
