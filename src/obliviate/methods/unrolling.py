@@ -55,7 +55,7 @@ from ..data.base import Subset, iterate_batches
 from ..data.scenario import Scenario
 from ..errors import InvalidConfigError, MissingDataError, UnlearningWarning
 from ..recording import Recording, logit_loss
-from .base import FineTuneRecipe, FromRecipe, RunContext, UnlearningMethod, _us_lr, register_method
+from .base import FineTuneRecipe, RunContext, UnlearningMethod, register_method
 
 __all__ = ["SingleGradientUnlearning", "AmnesiacUnlearning", "optimizer_coefficients", "sgu_correction"]
 
@@ -386,7 +386,7 @@ class AmnesiacUnlearning(UnlearningMethod, FineTuneRecipe):
     Args:
         epochs: Repair epochs on D_r after the subtraction. Default 0 (the paper's plain
             amnesiac unlearning).
-        lr: Repair learning rate. Default 0.01; with a known SGD recipe, 0.1 x its lr (the default was set for lr 0.1).
+        lr: Repair learning rate. Default 0.01.
         optimizer: "sgd", "adam" or "adamw". Default "sgd".
         momentum: SGD momentum. Default 0.9.
         weight_decay: Weight decay. Default 5e-4.
@@ -403,7 +403,6 @@ class AmnesiacUnlearning(UnlearningMethod, FineTuneRecipe):
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"forget"})
-    from_recipe: ClassVar[dict[str, FromRecipe]] = _us_lr(0.01)
     needs_recording: ClassVar[bool] = True
     presets: ClassVar[dict] = {"digits": {"epochs": 4, "lr": 0.05, "batch_size": 64, "schedule": "cosine"}}
 
