@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._utils import require, resolve_device, state_digest
-from ._validation import SearchSpace, check_interval, check_seed
+from ._validation import Choice, IntRange, SearchSpace, check_interval, check_seed
 from .data.scenario import Scenario
 from .errors import DivergenceError, InvalidConfigError, MissingDataError, UnlearningError
 from .evaluation import Evaluation, evaluate
@@ -589,10 +589,21 @@ def tune(
         kept: dict[str, Any] = {"value": math.inf, "number": None, "result": None, "gap_seconds": 0.0}
         bar = _Progress(progress, f"tune {name}", n_trials, budget_s)
         search_start = time.perf_counter()
+        # A trial is deterministic given its parameters and the seed: a point the sampler proposes again (TPE
+        # does, on small categorical spaces) takes the earlier value instead of running again.
+        valued = {_point(t.params, searched): t for t in study.trials if t.value is not None}
+        size = _space_size(searched)
 
         def run_trial(trial: Any) -> float:
             trial.set_user_attr("started", time.perf_counter() - search_start)
             params = {n: rng.suggest(trial, n) for n, rng in searched.items()}
+            prior = valued.get(_point(params, searched))
+            if prior is not None:
+                for key, val in prior.user_attrs.items():
+                    trial.set_user_attr(key, val)
+                for key, val in {"duplicate_of": prior.number, "trial_seconds": 0.0, "gap_seconds": 0.0}.items():
+                    trial.set_user_attr(key, val)
+                return float(prior.value)
             t0 = time.perf_counter()
             row: dict[str, Any] = {"status": "failed", "error": None, "seconds": None, "true_gap": None, "terms": None}
             with warnings.catch_warnings(record=True) as caught:
@@ -606,8 +617,8 @@ def tune(
                     raise
                 finally:
                     row["trial_seconds"] = time.perf_counter() - t0
-                    seen = row.pop("notes", []) + [f"{w.category.__name__}: {w.message}" for w in caught]
-                    row["warnings"] = list(dict.fromkeys(seen))
+                    raised = row.pop("notes", []) + [f"{w.category.__name__}: {w.message}" for w in caught]
+                    row["warnings"] = list(dict.fromkeys(raised))
                     for key, val in row.items():
                         trial.set_user_attr(key, val)
             if value < kept["value"]:
@@ -618,8 +629,12 @@ def tune(
             row = _row(trial)
             if objective == "proxy" and row["gap_seconds"]:
                 kept["gap_seconds"] += row["gap_seconds"]
+            if trial.value is not None:
+                valued.setdefault(_point(trial.params, searched), trial)
             best = [t.value for t in study_.trials if t.value is not None]
             bar.trial(row, min(best) if best else None)
+            if size is not None and len(valued) >= size:  # every point of a finite space has a value: nothing left to learn
+                study_.stop()
             # the budget: no trial starts after it; measuring true_gap beside the proxy does not count
             if budget_s is not None and time.perf_counter() - search_start - kept["gap_seconds"] >= budget_s:
                 study_.stop()
@@ -730,6 +745,24 @@ def _score(
     return float(value), result, row
 
 
+def _point(params: Mapping[str, Any], searched: Mapping[str, SearchSpace]) -> tuple[tuple[str, str], ...]:
+    """A hashable key of a trial's searched values."""
+    return tuple((n, repr(params.get(n))) for n in sorted(searched))
+
+
+def _space_size(searched: Mapping[str, SearchSpace]) -> int | None:
+    """The number of points of a space made only of choices and integer ranges, else None (continuous)."""
+    size = 1
+    for space in searched.values():
+        if isinstance(space, Choice):
+            size *= len(space.values)
+        elif isinstance(space, IntRange):
+            size *= space.high - space.low + 1
+        else:
+            return None
+    return size
+
+
 def _row(trial: Any) -> dict[str, Any]:
     """One row of the trials table from an Optuna trial (its user attributes hold what tune measured)."""
     attrs = dict(trial.user_attrs)
@@ -747,4 +780,5 @@ def _row(trial: Any) -> dict[str, Any]:
         "status": attrs.get("status") or trial.state.name.lower(),  # a trial of a killed session stays "running"
         "error": attrs.get("error"),
         "warnings": attrs.get("warnings", []),
+        "duplicate_of": attrs.get("duplicate_of"),
     }

@@ -448,3 +448,38 @@ def test_cli_unlearn_tune(trained_run, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     record = json.loads((out / "run.json").read_text())
     assert record["tune"]["trials"] == 2 and (out / "tune.json").is_file()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Counted(Knob):
+    """Knob that counts its runs (a class attribute: instances are frozen and copied per trial)."""
+
+    runs: ClassVar[list[dict]] = []
+
+    def _unlearn(self, model, scenario, ctx):
+        Counted.runs.append({"push": self.push, "mode": self.mode})
+        return super()._unlearn(model, scenario, ctx)
+
+
+Counted.name = "counted"
+
+
+def test_a_point_proposed_again_takes_its_earlier_value_without_running(classwise):
+    """TPE proposes repeated points on small categorical spaces; a trial is deterministic, so none runs twice."""
+    model, sc = classwise
+    Counted.runs.clear()
+    space = {"push": Choice(0.0, 0.5, 1.0), "mode": Choice("a", "b")}
+    tr = ob.tune(model, sc, Counted(), n_trials=40, space=space, progress=False)
+    points = {(t["params"]["push"], t["params"]["mode"]) for t in tr.trials}
+    assert len(Counted.runs) == len(points) == 6  # each of the 6 points ran exactly once ...
+    assert len(tr.trials) < 40  # ... and the search stopped once the finite space was covered
+    for t in tr.trials:
+        if t["duplicate_of"] is not None:
+            first = tr.trials[t["duplicate_of"]]
+            assert t["params"] == first["params"] and t["value"] == first["value"] and t["trial_seconds"] == 0.0
+    assert tr.best_value == min(t["value"] for t in tr.trials)
+
+
+def test_a_continuous_space_is_not_cut_short(classwise):
+    model, sc = classwise
+    assert len(ob.tune(model, sc, Knob(), n_trials=8, progress=False).trials) == 8
