@@ -483,3 +483,70 @@ def test_a_point_proposed_again_takes_its_earlier_value_without_running(classwis
 def test_a_continuous_space_is_not_cut_short(classwise):
     model, sc = classwise
     assert len(ob.tune(model, sc, Knob(), n_trials=8, progress=False).trials) == 8
+
+
+@dataclass(frozen=True, kw_only=True)
+class Gradual(Knob):
+    """Knob that lowers the forgotten class's bias a quarter of the way per epoch of the shared training loop."""
+
+    epochs_run: ClassVar[list[int]] = []
+
+    def _unlearn(self, model, scenario, ctx):
+        done = 0
+
+        def step(_epoch, net):
+            nonlocal done
+            with torch.no_grad():
+                net.head.bias[FORGET_CLASS] -= 5.0 * self.push
+            done += 1
+            return False
+
+        config = ob.training.TrainConfig(epochs=4, lr=1e-12, batch_size=64, schedule="constant")
+        try:
+            ctx.fit(model, scenario.forget, config, epoch_end=step)
+        finally:
+            Gradual.epochs_run.append(done)
+        return model
+
+
+Gradual.name = "gradual"
+
+
+def test_prune_stops_trials_that_lag_the_median_after_an_epoch(classwise):
+    model, sc = classwise
+    Gradual.epochs_run.clear()
+    tr = ob.tune(model, sc, Gradual(), n_trials=16, prune=True, progress=False, space={"push": Linear(0.0, 1.0)})
+    pruned = [t for t in tr.trials if t["status"] == "pruned"]
+    assert pruned and all(t["value"] is None and t["error"].startswith("pruned") for t in pruned)
+    assert min(Gradual.epochs_run) < 4  # a pruned trial stopped before its last epoch ...
+    assert len(Gradual.epochs_run) == len(tr.trials)  # ... and nothing ran twice
+    complete = [t for t in tr.trials if t["value"] is not None]
+    assert tr.best_value == min(t["value"] for t in complete) and tr.best_result.config["push"] == tr.best_params["push"]
+
+
+def test_without_prune_every_trial_runs_to_the_end(classwise):
+    model, sc = classwise
+    Gradual.epochs_run.clear()
+    tr = ob.tune(model, sc, Gradual(), n_trials=8, progress=False)
+    assert all(t["status"] == "ok" for t in tr.trials) and set(Gradual.epochs_run) == {4}
+
+
+def test_prune_needs_the_proxy(classwise):
+    model, sc = classwise
+    with pytest.raises(InvalidConfigError, match="prune"):
+        ob.tune(model, sc, Knob(), n_trials=1, prune=True, objective="oracle", reference=model, progress=False)
+    with pytest.raises(InvalidConfigError, match="prune"):
+        ob.tune(model, sc, Knob(), n_trials=1, prune="yes", progress=False)
+
+
+def test_the_epoch_report_hook_sees_every_epoch_of_the_shared_loop(classwise):
+    from obliviate.methods.base import EPOCH_REPORT
+
+    model, sc = classwise
+    seen = []
+    token = EPOCH_REPORT.set(lambda epoch, net: seen.append((epoch, net.training)))
+    try:
+        ob.unlearn(model, sc, "finetune", epochs=3, batch_size=64, device="cpu", progress=False)
+    finally:
+        EPOCH_REPORT.reset(token)
+    assert [e for e, _ in seen] == [0, 1, 2] and all(training for _, training in seen)

@@ -78,6 +78,11 @@ def add_tune_options(parser: Any, *, budget_flag: str, budget_default: str | Non
     parser.add_argument("--reference", default=None, help="run directory of the retrained model (needed by --objective oracle)")
     parser.add_argument("--storage", default=None, help="SQLite file that keeps the study; the same file resumes it")
     parser.add_argument("--study-name", default=None, help="name of the study in --storage")
+    parser.add_argument(
+        "--prune",
+        action="store_true",
+        help="stop unpromising trials early: methods that train report the proxy after each epoch (one inference pass each)",
+    )
 
 
 def add_parser(sub: Any) -> None:
@@ -148,6 +153,7 @@ def tune_and_save(
             seed=args.seed,
             storage=args.storage,
             study_name=args.study_name,
+            prune=args.prune,
             progress=True,
             device=args.device,
             preset=args.preset,

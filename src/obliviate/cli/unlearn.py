@@ -44,10 +44,12 @@ def run(args: argparse.Namespace) -> int:
         from .tune import tune_and_save
 
         return tune_and_save(args, source, run_, sc, hyper, budget=args.tune, budget_flag="--tune")
-    if args.objective != "proxy" or args.reference is not None or args.storage is not None:
+    if args.objective != "proxy" or args.reference is not None or args.storage is not None or args.prune:
         from ..errors import InvalidConfigError
 
-        raise InvalidConfigError("--objective, --reference and --storage set how --tune searches; add --tune 60s (or 20trials).")
+        raise InvalidConfigError(
+            "--objective, --reference, --storage and --prune set how --tune searches; add --tune 60s (or 20trials)."
+        )
     recording, masks, parent_digest = unlearn_inputs(args, source, run_.model, type(method))
     # Claimed before the compute, held until the files are in: a second command into the same --out is refused.
     with RunDir.create(args.out, flag="--out") as out:

@@ -17,6 +17,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -30,6 +31,10 @@ from ..errors import DivergenceError, IncompatibleModelError, InvalidConfigError
 from ..registry import Registry
 from ..runs import check_training_set
 from ..training import TrainConfig, TrainResult, accuracy, check_weight_norm, fit, parameter_norm, resolve_masks
+
+EPOCH_REPORT: ContextVar[Callable[[int, nn.Module], None] | None] = ContextVar("obliviate_epoch_report", default=None)
+"""A hook ``report(epoch, model)`` that :meth:`RunContext.fit` calls after every epoch of a run started
+while it is set (``ob.tune(..., prune=True)`` uses it to report intermediate values to Optuna's pruner)."""
 
 COLLAPSE_DROP = 10.0
 """Default ``collapse_drop``: a result whose retained-class validation accuracy fell by more points is collapsed."""
@@ -193,6 +198,8 @@ class RunContext:
         counter: ``counter["samples"]`` counts samples back-propagated, for the ``passes`` cost.
         recording: The original model's training recording (``ob.train(..., record=True)``),
             for methods with ``needs_recording``; else None.
+        report: Called as ``report(epoch, model)`` after each epoch of :meth:`fit` (from
+            :data:`EPOCH_REPORT`); it may raise to stop the run (a pruned tuning trial).
     """
 
     device: torch.device
@@ -204,10 +211,20 @@ class RunContext:
     counter: dict[str, int] = field(default_factory=lambda: {"samples": 0})
     frozen: dict[str, torch.Tensor] = field(default_factory=dict)
     recording: Any = None
+    report: Callable[[int, nn.Module], None] | None = None
 
     def fit(self, model: nn.Module, data: Any, config: TrainConfig, **kwargs: Any) -> list[dict[str, float]]:
         """The shared training loop with this run's generator, device, masks and counters."""
         kwargs.setdefault("progress", self.progress)
+        if self.report is not None:
+            inner, report = kwargs.get("epoch_end"), self.report
+
+            def epoch_end(epoch: int, net: nn.Module) -> bool:
+                stop = bool(inner(epoch, net)) if inner is not None else False
+                report(epoch, net)
+                return stop
+
+            kwargs["epoch_end"] = epoch_end
         return fit(
             model,
             data,
@@ -254,6 +271,7 @@ def make_context(
         progress=progress,
         frozen={n: params[n].detach().clone() for n, m in resolved.items() if not bool(m.all())},
         recording=recording,
+        report=EPOCH_REPORT.get(),
     )
 
 
