@@ -493,6 +493,10 @@ def tune(
     Given ``reference`` with the proxy, each trial also records its true avg gap (``true_gap``),
     to compare the two.
 
+    A trial is deterministic given its parameters and ``seed``, so a point the sampler proposes
+    again takes the earlier value without running (``duplicate_of`` in its row), and a space made
+    only of choices and integer ranges stops once every point has a value.
+
     Args:
         model: The trained model (``TrainResult``, ``UnlearningResult``, run directory or module,
             as for :func:`obliviate.unlearn`); never modified.
