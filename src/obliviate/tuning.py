@@ -43,7 +43,7 @@ from torch import nn
 from ._utils import require, resolve_device, state_digest
 from ._validation import Choice, IntRange, SearchSpace, check_interval, check_seed
 from .data.scenario import Scenario
-from .errors import DivergenceError, InvalidConfigError, MissingDataError, UnlearningError
+from .errors import DivergenceError, InvalidConfigError, MissingDataError, UnlearningError, UnlearningWarning
 from .evaluation import Evaluation, evaluate
 from .methods.base import EPOCH_REPORT, UnlearningMethod, UnlearningResult, make_method, recipe_of
 from .metrics.functional.gap import GAP_METRICS
@@ -684,6 +684,15 @@ def tune(
             )
             err.trials = trials  # type: ignore[attr-defined]
             raise err
+        ran = [t for t in trials if t["duplicate_of"] is None and t["status"] != "waiting"]
+        if budget_s is not None and len(ran) < 2 and (n_trials is None or n_trials > 1):
+            took = max((t["trial_seconds"] or 0.0) for t in ran) if ran else 0.0
+            warnings.warn(
+                f"tune({name!r}): only {len(ran)} trial fit in budget_s={budget_s:g} (a run took {took:.1f} s), so the "
+                "result is its starting point, not a search; raise the budget.",
+                UnlearningWarning,
+                stacklevel=2,
+            )
         best_trial = study.best_trial
         best_params = {**dict(fixed), **{n: best_trial.params[n] for n in searched if n in best_trial.params}}
         if kept["number"] == best_trial.number:

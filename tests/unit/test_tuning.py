@@ -6,6 +6,7 @@ import copy
 import json
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -264,6 +265,17 @@ def test_budget_s_stops_the_search(classwise):
     # before creating a trial; the margin covers that bookkeeping)
     assert last["started"] + last["trial_seconds"] >= budget
     assert max(t["started"] for t in tr.trials) < budget + 0.25
+
+
+def test_a_budget_that_fits_one_trial_says_the_result_is_no_search(classwise):
+    model, sc = classwise
+    with pytest.warns(ob.errors.UnlearningWarning, match="only 1 trial fit in budget_s=0.05"):
+        tr = ob.tune(model, sc, Knob(sleep=0.3), budget_s=0.05, progress=False)
+    assert len(tr.trials) == 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ob.tune(model, sc, Knob(), budget_s=0.5, progress=False)  # many trials: no such warning
+    assert not [w for w in caught if "trial fit in budget" in str(w.message)]
 
 
 def test_missing_optuna_names_the_extra(classwise, monkeypatch):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import warnings
 from typing import Any
 
 from ..errors import InvalidConfigError
@@ -142,30 +143,35 @@ def tune_and_save(
         reference = evaluate(args.reference, sc, metrics=["forget_acc", "retain_acc", "test_acc", "mia_efficacy"], seed=args.seed)
     # Claimed before the search, held until the files are in: a second command into the same --out is refused.
     with RunDir.create(args.out, flag="--out") as out:
-        result = tune(
-            run_,
-            sc,
-            args.method,
-            budget_s=budget_s,
-            n_trials=n_trials,
-            objective=args.objective,
-            reference=reference,
-            seed=args.seed,
-            storage=args.storage,
-            study_name=args.study_name,
-            prune=args.prune,
-            progress=True,
-            device=args.device,
-            preset=args.preset,
-            masks=masks,
-            recording=recording,
-            **fixed,
-        )
+        with warnings.catch_warnings(record=True) as caught:  # kept in the record and shown after the results
+            warnings.simplefilter("default")
+            result = tune(
+                run_,
+                sc,
+                args.method,
+                budget_s=budget_s,
+                n_trials=n_trials,
+                objective=args.objective,
+                reference=reference,
+                seed=args.seed,
+                storage=args.storage,
+                study_name=args.study_name,
+                prune=args.prune,
+                progress=True,
+                device=args.device,
+                preset=args.preset,
+                masks=masks,
+                recording=recording,
+                **fixed,
+            )
         best = result.best_result
         ev = evaluate(best, sc, reference=reference, seed=args.seed)
         summary = result.to_dict()
         diagnostics = {**best.diagnostics, "final_run_seconds": best.seconds, "tune_trials": float(len(result.trials))}
-        notes = list(dict.fromkeys([*best.notes, *result.best["warnings"]]))
+        raised = [
+            f"{w.category.__name__}: {w.message}" for w in caught if "training set could not be checked" not in str(w.message)
+        ]
+        notes = list(dict.fromkeys([*best.notes, *result.best["warnings"], *raised]))
         tune_block = {k: summary[k] for k in ("objective", "study_name", "space", "best_trial", "best_params", "best_value")}
         out.save(
             best.model,
