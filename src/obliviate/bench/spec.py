@@ -1,0 +1,389 @@
+"""Benchmark specs: a TOML file of datasets, scenarios, methods and seeds, expanded into keyed runs.
+
+A spec (``obliviate bench SPEC.toml``)::
+
+    name = "digits-small"
+    seeds = [0, 1]
+    threads = 1                      # optional: torch threads of every run (default 1)
+
+    [[dataset]]
+    name = "digits"
+    model = "cnn"                    # optional (default "cnn"); model_options = {...} optional
+    train = { epochs = 30, lr = 0.05 }   # the recipe, over the dataset's default recipe
+    # root = "DIR", val_seed = 0 are optional
+
+    [[scenario]]
+    spec = "class:3"
+
+    [[method]]
+    name = "ssd"
+    preset = "digits"                # optional; params = {...} fixed values, optional
+    # sweep = { lr = [0.01, 0.05] }  one variant per point of the cartesian product
+    # tune = { budget = "15s", objective = "proxy" }   ob.tune per run instead of fixed values
+    # label = "..."                  optional display name of the variant(s)
+
+Per dataset, seed and scenario the expansion holds the ``retrain`` run (the oracle, from the
+model pool), the ``original`` run (the no-op original against it) and one run per variant.
+Every run has a stable key: the SHA-256 of the canonical JSON of everything that defines it
+(:meth:`BenchRun.key_parts`); its label and the dataset's ``root`` are not part of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidConfigError, UnlearningError
+from ..io import canonical_json
+
+__all__ = ["BenchSpec", "DatasetSpec", "MethodSpec", "BenchRun", "load_spec", "parse_spec", "run_key"]
+
+_TOP = {"name", "seeds", "threads", "dataset", "scenario", "method"}
+_DATASET = {"name", "model", "model_options", "train", "root", "val_seed"}
+_SCENARIO = {"spec"}
+_METHOD = {"name", "label", "params", "preset", "sweep", "tune"}
+_TUNE = {"budget", "objective"}
+RUN_KINDS = ("retrain", "original", "unlearn")
+
+
+def run_key(parts: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of a run's defining parts."""
+    return hashlib.sha256(canonical_json(dict(parts)).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One ``[[dataset]]`` table: the data, the model and its training recipe (resolved)."""
+
+    name: str
+    model: str
+    model_options: dict[str, Any]
+    recipe: dict[str, Any]
+    root: str | None = None
+    val_seed: int = 0
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One variant of a ``[[method]]`` table (a sweep makes several)."""
+
+    name: str
+    label: str
+    params: dict[str, Any]
+    preset: str | None = None
+    tune: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    """One run of the grid.
+
+    Attributes:
+        kind: ``retrain`` (the oracle), ``original`` (the no-op original) or ``unlearn``.
+        dataset: The dataset table it runs on.
+        scenario: The scenario spec (``class:3``).
+        seed: The seed (of the original, the oracle, the forget draw and the method).
+        method: The method's registry name (``retrain`` / ``original`` for the first two kinds).
+        label: The variant's display name.
+        params: The method's resolved hyperparameters (for ``tune``: the fixed ones).
+        preset: The preset the values start from.
+        tune: ``{"budget", "objective"}`` for a tuned variant, else None.
+        key: The stable key (:func:`run_key` of :meth:`key_parts`).
+    """
+
+    kind: str
+    dataset: DatasetSpec
+    scenario: str
+    seed: int
+    method: str
+    label: str
+    params: dict[str, Any] = field(default_factory=dict)
+    preset: str | None = None
+    tune: dict[str, Any] | None = None
+    key: str = ""
+
+    def key_parts(self) -> dict[str, Any]:
+        """Everything that defines the run (what :attr:`key` hashes)."""
+        return {
+            "kind": self.kind,
+            "dataset": self.dataset.name,
+            "val_seed": self.dataset.val_seed,
+            "model": {"name": self.dataset.model, "options": self.dataset.model_options},
+            "recipe": self.dataset.recipe,
+            "scenario": self.scenario,
+            "seed": self.seed,
+            "method": self.method,
+            "params": self.params,
+            "preset": self.preset,
+            "tune": self.tune,
+        }
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """A validated spec; :attr:`runs` is its expansion, in order seed, dataset, scenario, run."""
+
+    name: str
+    seeds: list[int]
+    threads: int
+    datasets: list[DatasetSpec]
+    scenarios: list[str]
+    methods: list[MethodSpec]
+    runs: list[BenchRun]
+    path: str = "<spec>"
+
+    @property
+    def unlearning_runs(self) -> list[BenchRun]:
+        """The runs of the variants (not the oracles and the no-op originals)."""
+        return [r for r in self.runs if r.kind == "unlearn"]
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Checker:
+    def __init__(self, path: str) -> None:
+        self.file = repr(path)
+
+    def fail(self, fld: str, what: str, value: Any = ..., fix: str = "") -> InvalidConfigError:
+        got = "" if value is ... else f"; got {_short(value)}"
+        return InvalidConfigError(f"{self.file} is not a valid bench spec: field {fld!r} {what}{got}.{(' ' + fix) if fix else ''}")
+
+    def keys(self, table: Any, known: set[str], where: str) -> dict[str, Any]:
+        if not isinstance(table, dict):
+            raise self.fail(where, "must be a table", table)
+        for k in table:
+            if k not in known:
+                fld = f"{where}.{k}" if where else k
+                raise self.fail(fld, f"is not a known field (known: {', '.join(sorted(known))})")
+        return table
+
+    def str_(self, table: dict[str, Any], key: str, where: str, default: Any = ...) -> Any:
+        fld = f"{where}.{key}" if where else key
+        if key not in table:
+            if default is ...:
+                raise self.fail(fld, "is missing (it must be a non-empty string)")
+            return default
+        v = table[key]
+        if not isinstance(v, str) or not v.strip():
+            raise self.fail(fld, "must be a non-empty string", v)
+        return v
+
+    def int_(self, v: Any, fld: str, low: int = 0) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or v < low or v >= 2**63:
+            raise self.fail(fld, f"must be an integer in [{low}, 2**63)", v)
+        return v
+
+    def table(self, table: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+        v = table.get(key, {})
+        if not isinstance(v, dict):
+            raise self.fail(f"{where}.{key}", "must be a table (e.g. {{ lr = 0.05 }})", v)
+        return dict(v)
+
+    def tables(self, doc: dict[str, Any], key: str) -> list[dict[str, Any]]:
+        v = doc.get(key)
+        if v is None:
+            raise self.fail(key, f"is missing (add at least one [[{key}]] table)")
+        if not isinstance(v, list) or not v or not all(isinstance(t, dict) for t in v):
+            raise self.fail(key, f"must be a list of [[{key}]] tables", v)
+        return v
+
+
+def load_spec(path: str | os.PathLike[str]) -> BenchSpec:
+    """Read and validate a TOML spec file (see the module docstring).
+
+    Raises:
+        InvalidConfigError: the file is missing or not TOML, or any field is unknown, of the wrong
+            type or names an unknown dataset, model, scenario, method, preset or hyperparameter
+            (the message names the file and the field).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise InvalidConfigError(f"Cannot read the bench spec {str(p)!r}: {e.strerror or e}.") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidConfigError(f"{str(p)!r} is not a valid bench spec: not TOML ({e}).") from None
+    return parse_spec(doc, str(p))
+
+
+def _resolve_recipe(c: _Checker, ds: Any, train: dict[str, Any], where: str) -> dict[str, Any]:
+    from ..runs import default_recipe
+    from ..training import TrainConfig
+
+    known = {f for f in TrainConfig.__dataclass_fields__ if not f.startswith("_")}
+    for k in train:
+        if k not in known:
+            raise c.fail(f"{where}.train.{k}", f"is not a training-recipe field (known: {', '.join(sorted(known))})")
+    try:
+        return TrainConfig.from_dict({**default_recipe(ds), **train}).to_dict()
+    except UnlearningError as e:
+        raise c.fail(f"{where}.train", f"is not a valid recipe: {e}") from None
+
+
+def _methods(c: _Checker, tables: list[dict[str, Any]]) -> list[tuple[str, list[MethodSpec], str]]:
+    """Each [[method]] table: (its field prefix, its variants, its name)."""
+    from ..methods import METHODS
+
+    out = []
+    for i, t in enumerate(tables):
+        where = f"method[{i}]"
+        c.keys(t, _METHOD, where)
+        name = c.str_(t, "name", where)
+        if name not in METHODS:
+            try:
+                METHODS.get(name)
+            except UnlearningError as e:
+                raise c.fail(f"{where}.name", f"names no registered method ({e})") from None
+        if name in ("retrain",):
+            raise c.fail(f"{where}.name", "is the oracle, which every grid holds already; remove this [[method]] table")
+        cls = METHODS.get(name)
+        if cls.needs_recording:
+            raise c.fail(f"{where}.name", "names a method that needs the training recording, which the bench pool does not keep", name)
+        preset = c.str_(t, "preset", where, None)
+        if preset is not None and preset not in cls.presets:
+            raise c.fail(f"{where}.preset", f"names no preset of {name} (presets: {', '.join(cls.presets) or 'none'})", preset)
+        params = c.table(t, "params", where)
+        sweep = c.table(t, "sweep", where)
+        for k, vals in sweep.items():
+            if not isinstance(vals, list) or not vals:
+                raise c.fail(f"{where}.sweep.{k}", "must be a non-empty list of values", vals)
+            if k in params:
+                raise c.fail(f"{where}.sweep.{k}", "is also fixed in params; give it in one of the two")
+        tune = None
+        if "tune" in t:
+            raw = c.keys(t["tune"], _TUNE, f"{where}.tune")
+            if sweep:
+                raise c.fail(f"{where}.tune", "cannot be combined with sweep (tune searches the space itself)")
+            budget = raw.get("budget", "60s")
+            from ..cli.tune import parse_budget
+
+            try:
+                parse_budget(budget, "budget")
+            except UnlearningError as e:
+                raise c.fail(f"{where}.tune.budget", str(e)) from None
+            objective = raw.get("objective", "proxy")
+            if objective not in ("proxy", "oracle"):
+                raise c.fail(f"{where}.tune.objective", "must be 'proxy' or 'oracle'", objective)
+            tune = {"budget": budget, "objective": objective}
+        label = c.str_(t, "label", where, None)
+        names = list(sweep)
+        variants = []
+        for point in itertools.product(*(sweep[k] for k in names)):
+            values = {**params, **dict(zip(names, point, strict=True))}
+            shown = ",".join(f"{k}={v}" for k, v in zip(names, point, strict=True))
+            base = label or name + (" (tuned)" if tune else "")
+            variants.append(MethodSpec(name, f"{base} {shown}" if shown else base, values, preset, tune))
+        out.append((where, variants, name))
+    return out
+
+
+def parse_spec(doc: Mapping[str, Any], path: str = "<spec>") -> BenchSpec:
+    """Validate a parsed TOML document and expand it into runs (see :func:`load_spec`)."""
+    from ..data import load_dataset, parse_scenario
+    from ..methods import METHODS
+    from ..methods.base import make_method
+    from ..models import MODELS
+
+    c = _Checker(path)
+    doc = c.keys(dict(doc), _TOP, "")
+    name = c.str_(doc, "name", "")
+    seeds = doc.get("seeds")
+    if not isinstance(seeds, list) or not seeds:
+        raise c.fail("seeds", "must be a non-empty list of integer seeds (e.g. [0, 1])", seeds)
+    seeds = [c.int_(s, f"seeds[{i}]") for i, s in enumerate(seeds)]
+    if len(set(seeds)) != len(seeds):
+        raise c.fail("seeds", "must not repeat a seed", seeds)
+    threads = c.int_(doc.get("threads", 1), "threads", low=1)
+
+    datasets: list[DatasetSpec] = []
+    loaded: dict[str, Any] = {}
+    for i, t in enumerate(c.tables(doc, "dataset")):
+        where = f"dataset[{i}]"
+        c.keys(t, _DATASET, where)
+        dname = c.str_(t, "name", where)
+        model = c.str_(t, "model", where, "cnn")
+        if model not in MODELS:
+            try:
+                MODELS.get(model)
+            except UnlearningError as e:
+                raise c.fail(f"{where}.model", f"names no registered model ({e})") from None
+        root = c.str_(t, "root", where, None)
+        val_seed = c.int_(t.get("val_seed", 0), f"{where}.val_seed")
+        try:
+            ds = load_dataset(dname, **({"root": root} if root else {}))
+        except UnlearningError as e:
+            raise c.fail(f"{where}.name", f"names a dataset that cannot be loaded ({e})") from None
+        recipe = _resolve_recipe(c, ds, c.table(t, "train", where), where)
+        spec = DatasetSpec(dname, model, c.table(t, "model_options", where), recipe, root, val_seed)
+        if any((d.name, d.model, d.model_options) == (spec.name, spec.model, spec.model_options) for d in datasets):
+            raise c.fail(where, "repeats an earlier dataset and model; give each pair once")
+        datasets.append(spec)
+        loaded[dname] = ds
+
+    scenarios = []
+    kinds: dict[tuple[str, str], str] = {}
+    for i, t in enumerate(c.tables(doc, "scenario")):
+        where = f"scenario[{i}]"
+        c.keys(t, _SCENARIO, where)
+        sc = c.str_(t, "spec", where)
+        if sc in scenarios:
+            raise c.fail(f"{where}.spec", "repeats an earlier scenario", sc)
+        for d in datasets:
+            try:
+                kinds[d.name, sc] = parse_scenario(sc, loaded[d.name], seed=seeds[0], val_seed=d.val_seed).kind
+            except UnlearningError as e:
+                raise c.fail(f"{where}.spec", f"is not a scenario of dataset {d.name!r} ({e})") from None
+        scenarios.append(sc)
+
+    tables = _methods(c, c.tables(doc, "method"))
+    methods = [m for _, vs, _ in tables for m in vs]
+    labels = [m.label for m in methods]
+    for lab in labels:
+        if labels.count(lab) > 1:
+            raise c.fail("method", f"gives two variants the label {lab!r}; set 'label' to tell them apart")
+    resolved: dict[tuple[str, str], dict[str, Any]] = {}
+    for where, variants, mname in tables:
+        kinds_ok = METHODS.get(mname).kinds
+        for (dname, sc), kind in kinds.items():
+            if kind not in kinds_ok:
+                raise c.fail(
+                    f"{where}.name",
+                    f"names {mname}, which supports {', '.join(sorted(kinds_ok))} scenarios, not {sc!r} ({kind})",
+                )
+        for m in variants:
+            for d in datasets:
+                try:  # validates the params before anything runs; the resolved values are the key's
+                    inst = make_method(m.name, preset=m.preset, recipe=d.recipe, **m.params)
+                except UnlearningError as e:
+                    raise c.fail(f"{where}.params", f"is not valid for {mname}: {e}") from None
+                resolved[m.label, d.name] = m.params if m.tune else inst.to_dict()
+
+    runs: list[BenchRun] = []
+    for seed in seeds:
+        for d in datasets:
+            for sc in scenarios:
+                runs.append(BenchRun("retrain", d, sc, seed, "retrain", "retrain", params=d.recipe, preset="original recipe"))
+                runs.append(BenchRun("original", d, sc, seed, "original", "original"))
+                for m in methods:
+                    runs.append(BenchRun("unlearn", d, sc, seed, m.name, m.label, resolved[m.label, d.name], m.preset, m.tune))
+    keyed = []
+    for r in runs:
+        key = run_key(r.key_parts())
+        keyed.append(BenchRun(**{**r.__dict__, "key": key}))
+    seen: dict[str, str] = {}
+    for r in keyed:
+        if r.key in seen:
+            raise c.fail("method", f"defines the same run twice ({seen[r.key]!r} and {r.label!r} resolve to the same values)")
+        seen[r.key] = r.label
+    return BenchSpec(name, seeds, threads, datasets, scenarios, methods, keyed, path)
