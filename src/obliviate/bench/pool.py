@@ -1,0 +1,184 @@
+"""The content-addressed model pool: originals and retrained oracles, trained once, shared by every run.
+
+An entry's key is the SHA-256 of the canonical JSON of what determines the trained weights: the
+data digest (:func:`data_digest`), the training indices (the training set of an original, the
+retain set of an oracle, as :class:`~obliviate.data.TrainingSet` digests), the model spec (name
+and options), the resolved training recipe and the seed. The kind (``original`` / ``oracle``) is
+not part of it: an oracle is a model trained from scratch on its retain set, which is what it is.
+So one original serves every forget draw over the same training set (``class:3`` and
+``random:0.1`` of one seed split the same training set), and a pool directory shared between
+invocations (``obliviate bench ... --pool P``) never trains the same model twice.
+
+Files: ``<key>.safetensors`` (the weights) and ``<key>.json`` (what it is, the key's parts, the
+training seconds, when it was made), each written to a temporary name and renamed into place;
+an entry exists when both files do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..io import canonical_json, read_json, save_model, write_json
+
+__all__ = ["ModelPool", "POOL_DIR", "data_digest", "trainings"]
+
+POOL_DIR = "pool"
+POOL_SCHEMA = "obliviate.pool/1"
+_TRAININGS = [0]
+
+
+def trainings() -> int:
+    """How many models every pool of this process has trained (tests count trainings with it)."""
+    return _TRAININGS[0]
+
+
+def data_digest(dataset: Any) -> str:
+    """SHA-256 of a dataset's name, shapes, class count and train-split targets (cheap; no pixel hashing)."""
+    import numpy as np
+
+    h = hashlib.sha256()
+    h.update(canonical_json({"name": dataset.name, "num_classes": int(dataset.num_classes), "input_shape": list(dataset.input_shape)}).encode())
+    h.update(np.asarray(dataset.train_targets, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+class ModelPool:
+    """A directory of trained models, addressed by what made them.
+
+    Args:
+        path: The pool directory (created when missing).
+
+    Attributes:
+        trained: How many models this pool object has trained.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.trained = 0
+        self._digests: dict[int, str] = {}
+
+    # ------------------------------------------------------------------ keys
+    def key_parts(self, scenario: Any, kind: str, model: str, options: Mapping[str, Any], recipe: Mapping[str, Any], seed: int) -> dict[str, Any]:
+        """The parts of the key of the ``kind`` (``original`` / ``oracle``) model of ``scenario``."""
+        if kind not in ("original", "oracle"):
+            raise ValueError(f"kind must be 'original' or 'oracle'; got {kind!r}")
+        ds = scenario.dataset
+        if id(ds) not in self._digests:
+            self._digests[id(ds)] = data_digest(ds)
+        indices = scenario.training_set if kind == "original" else scenario.retain_set
+        return {
+            "data": self._digests[id(ds)],
+            "train_set": indices.to_json(),
+            "model": {"name": model, "options": dict(options)},
+            "recipe": dict(recipe),
+            "seed": int(seed),
+        }
+
+    def key(self, scenario: Any, kind: str, model: str, options: Mapping[str, Any], recipe: Mapping[str, Any], seed: int) -> str:
+        """The pool key (SHA-256 of :meth:`key_parts`)."""
+        return hashlib.sha256(canonical_json(self.key_parts(scenario, kind, model, options, recipe, seed)).encode()).hexdigest()
+
+    def files(self, key: str) -> tuple[Path, Path]:
+        """``(<key>.safetensors, <key>.json)``."""
+        return self.path / f"{key}.safetensors", self.path / f"{key}.json"
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and all(p.is_file() for p in self.files(key))
+
+    # ------------------------------------------------------------------ training
+    def get_or_train(
+        self,
+        scenario: Any,
+        kind: str,
+        *,
+        model: str,
+        recipe: Mapping[str, Any],
+        seed: int,
+        options: Mapping[str, Any] | None = None,
+        device: Any = "auto",
+    ) -> tuple[Any, str]:
+        """The ``kind`` model of ``scenario`` as a :class:`~obliviate.training.TrainResult`, and its key.
+
+        An original is trained on ``scenario.train``, an oracle on ``scenario.retain``, from
+        ``build_model(model, dataset, seed=seed, **options)`` with ``recipe`` and ``seed``; only when
+        the pool holds no entry with the same key. The result's ``seconds`` is the training's
+        (as recorded when it was trained).
+        """
+        from ..io import load_weights
+        from ..models import build_model
+        from ..training import TrainConfig, TrainResult, train
+
+        options = dict(options or {})
+        parts = self.key_parts(scenario, kind, model, options, recipe, seed)
+        key = hashlib.sha256(canonical_json(parts).encode()).hexdigest()
+        weights, meta_path = self.files(key)
+        data = scenario.train if kind == "original" else scenario.retain
+        training_set = scenario.training_set if kind == "original" else scenario.retain_set
+        config = TrainConfig.from_dict(dict(recipe))
+        if key in self:
+            meta = read_json(meta_path)
+            net = load_weights(build_model(model, scenario.dataset, seed=seed, **options), weights)
+            net.eval()
+            return TrainResult(model=net, config=config, seconds=float(meta["seconds"]), seed=seed, training_set=training_set), key
+        out = train(build_model(model, scenario.dataset, seed=seed, **options), data, config, seed=seed, device=device, progress=False)
+        self.trained += 1
+        _TRAININGS[0] += 1
+        self._write(
+            key,
+            out.model,
+            {
+                "schema": POOL_SCHEMA,
+                "key": key,
+                "kind": kind,
+                "dataset": scenario.dataset.name,
+                "model": model,
+                "seed": int(seed),
+                "parts": parts,
+                "seconds": out.seconds,
+                "created": time.time(),
+                "made_for": scenario.name,
+            },
+        )
+        return out, key
+
+    def _write(self, key: str, net: Any, meta: dict[str, Any]) -> None:
+        weights, meta_path = self.files(key)
+        for target, write in ((weights, lambda p: save_model(net, p)), (meta_path, lambda p: write_json(p, meta))):
+            fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=target.suffix, dir=self.path)
+            os.close(fd)
+            try:
+                write(tmp)
+                os.replace(tmp, target)  # atomic: a reader sees the whole file or none
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+
+    # ------------------------------------------------------------------ listing
+    def entries(self) -> list[dict[str, Any]]:
+        """Every complete entry's JSON plus ``size`` (bytes of both files), oldest first."""
+        out = []
+        for meta_path in self.path.glob("*.json"):
+            key = meta_path.stem
+            if key not in self:
+                continue
+            try:
+                meta = read_json(meta_path)
+            except (OSError, ValueError):
+                continue
+            weights, _ = self.files(key)
+            meta["size"] = weights.stat().st_size + meta_path.stat().st_size
+            meta["key"] = key
+            out.append(meta)
+        return sorted(out, key=lambda m: (m.get("created", 0), m["key"]))
+
+    def remove(self, key: str) -> None:
+        """Delete an entry's files."""
+        for p in self.files(key):
+            p.unlink(missing_ok=True)
