@@ -9,7 +9,25 @@ the statistics over seeds that every benchmark shares.
 
 from __future__ import annotations
 
+from .grid import plan_grid, run_grid
+from .pool import ModelPool
 from .runner import Variant, run
+from .spec import BenchRun, BenchSpec, load_spec, parse_spec
 from .stats import record_value, stat, summarize
+from .store import ResultStore
 
-__all__ = ["Variant", "run", "stat", "summarize", "record_value"]
+__all__ = [
+    "Variant",
+    "run",
+    "stat",
+    "summarize",
+    "record_value",
+    "BenchSpec",
+    "BenchRun",
+    "load_spec",
+    "parse_spec",
+    "ModelPool",
+    "ResultStore",
+    "run_grid",
+    "plan_grid",
+]

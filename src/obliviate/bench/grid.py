@@ -147,13 +147,35 @@ def run_grid(
     Raises:
         KeyboardInterrupt: passed on after the store is closed (every finished run is kept).
     """
-    from .._utils import resolve_device
-    from ..evaluation import evaluate
-
     out = Path(out)
     models = pool if isinstance(pool, ModelPool) else ModelPool(pool if pool is not None else out / POOL_DIR)
     n_threads = spec.threads if threads is None else threads
+    import torch
+
+    saved = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
     pin_threads(n_threads)
+    try:
+        return _run_grid(spec, out, models, n_threads, device, progress, on_record)
+    finally:  # the caller's settings come back (a CLI process ends anyway)
+        torch.set_num_threads(saved[0])
+        if saved[1] is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved[1]
+
+
+def _run_grid(
+    spec: BenchSpec,
+    out: Path,
+    models: ModelPool,
+    n_threads: int,
+    device: str,
+    progress: bool | None,
+    on_record: Callable[[dict[str, Any]], None] | None,
+) -> dict[str, int]:
+    from .._utils import resolve_device
+    from ..evaluation import evaluate
+
     dev = resolve_device(device)
     prov = provenance(dev, n_threads)
     trained_before = models.trained
@@ -171,8 +193,12 @@ def run_grid(
                 bar.start(what)
                 sc = _scenario(r, cache)
                 d = r.dataset
-                base, kb = models.get_or_train(sc, "original", model=d.model, options=d.model_options, recipe=d.recipe, seed=r.seed, device=dev)
-                oracle, ko = models.get_or_train(sc, "oracle", model=d.model, options=d.model_options, recipe=d.recipe, seed=r.seed, device=dev)
+                base, kb = models.get_or_train(
+                    sc, "original", model=d.model, options=d.model_options, recipe=d.recipe, seed=r.seed, device=dev
+                )
+                oracle, ko = models.get_or_train(
+                    sc, "oracle", model=d.model, options=d.model_options, recipe=d.recipe, seed=r.seed, device=dev
+                )
                 gk = (d.name, d.model, r.scenario, str(r.seed), kb, ko)
                 if gk not in refs:
                     refs[gk] = evaluate(oracle, sc, oracle, seed=r.seed)
@@ -211,7 +237,15 @@ def _one_run(r: BenchRun, sc: Any, base: Any, oracle: Any, reference: Any, dev: 
         )
     if r.kind == "original":
         ev = evaluate(base, sc, reference, seed=r.seed)
-        return run_record(scenario=summary, method="original", params={}, seed=r.seed, metrics=ev.to_dict(), oracle_seconds=oracle_seconds, preset=None)
+        return run_record(
+            scenario=summary,
+            method="original",
+            params={},
+            seed=r.seed,
+            metrics=ev.to_dict(),
+            oracle_seconds=oracle_seconds,
+            preset=None,
+        )
     extra: dict[str, Any] = {"preset": r.preset, **({"label": r.label} if r.label != r.method else {})}
     try:
         clear_importance_cache()  # every run is timed cold
@@ -237,7 +271,12 @@ def _one_run(r: BenchRun, sc: Any, base: Any, oracle: Any, reference: Any, dev: 
                     **r.params,
                 )
                 result = tuned.best_result
-                extra["tune"] = {**r.tune, "best_params": tuned.best_params, "trials": len(tuned.trials), "seconds": tuned.seconds}
+                extra["tune"] = {
+                    **r.tune,
+                    "best_params": tuned.best_params,
+                    "trials": len(tuned.trials),
+                    "seconds": tuned.seconds,
+                }
             else:
                 result = unlearn(base, sc, r.method, seed=r.seed, device=dev, progress=False, recipe=False, **r.params)
             ev = evaluate(result, sc, reference, seed=r.seed)
@@ -257,4 +296,6 @@ def _one_run(r: BenchRun, sc: Any, base: Any, oracle: Any, reference: Any, dev: 
         )
     except UnlearningError as e:
         status = "diverged" if isinstance(e, DivergenceError) else "failed"
-        return run_record(scenario=summary, method=r.method, seed=r.seed, status=status, error=str(e), oracle_seconds=oracle_seconds, **extra)
+        return run_record(
+            scenario=summary, method=r.method, seed=r.seed, status=status, error=str(e), oracle_seconds=oracle_seconds, **extra
+        )

@@ -43,7 +43,11 @@ def data_digest(dataset: Any) -> str:
     import numpy as np
 
     h = hashlib.sha256()
-    h.update(canonical_json({"name": dataset.name, "num_classes": int(dataset.num_classes), "input_shape": list(dataset.input_shape)}).encode())
+    h.update(
+        canonical_json(
+            {"name": dataset.name, "num_classes": int(dataset.num_classes), "input_shape": list(dataset.input_shape)}
+        ).encode()
+    )
     h.update(np.asarray(dataset.train_targets, dtype=np.int64).tobytes())
     return h.hexdigest()
 
@@ -65,7 +69,9 @@ class ModelPool:
         self._digests: dict[int, str] = {}
 
     # ------------------------------------------------------------------ keys
-    def key_parts(self, scenario: Any, kind: str, model: str, options: Mapping[str, Any], recipe: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    def key_parts(
+        self, scenario: Any, kind: str, model: str, options: Mapping[str, Any], recipe: Mapping[str, Any], seed: int
+    ) -> dict[str, Any]:
         """The parts of the key of the ``kind`` (``original`` / ``oracle``) model of ``scenario``."""
         if kind not in ("original", "oracle"):
             raise ValueError(f"kind must be 'original' or 'oracle'; got {kind!r}")
@@ -126,8 +132,12 @@ class ModelPool:
             meta = read_json(meta_path)
             net = load_weights(build_model(model, scenario.dataset, seed=seed, **options), weights)
             net.eval()
-            return TrainResult(model=net, config=config, seconds=float(meta["seconds"]), seed=seed, training_set=training_set), key
-        out = train(build_model(model, scenario.dataset, seed=seed, **options), data, config, seed=seed, device=device, progress=False)
+            return TrainResult(
+                model=net, config=config, seconds=float(meta["seconds"]), seed=seed, training_set=training_set
+            ), key
+        out = train(
+            build_model(model, scenario.dataset, seed=seed, **options), data, config, seed=seed, device=device, progress=False
+        )
         self.trained += 1
         _TRAININGS[0] += 1
         self._write(

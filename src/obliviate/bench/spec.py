@@ -155,7 +155,9 @@ class _Checker:
 
     def fail(self, fld: str, what: str, value: Any = ..., fix: str = "") -> InvalidConfigError:
         got = "" if value is ... else f"; got {_short(value)}"
-        return InvalidConfigError(f"{self.file} is not a valid bench spec: field {fld!r} {what}{got}.{(' ' + fix) if fix else ''}")
+        return InvalidConfigError(
+            f"{self.file} is not a valid bench spec: field {fld!r} {what}{got}.{(' ' + fix) if fix else ''}"
+        )
 
     def keys(self, table: Any, known: set[str], where: str) -> dict[str, Any]:
         if not isinstance(table, dict):
@@ -249,7 +251,9 @@ def _methods(c: _Checker, tables: list[dict[str, Any]]) -> list[tuple[str, list[
             raise c.fail(f"{where}.name", "is the oracle, which every grid holds already; remove this [[method]] table")
         cls = METHODS.get(name)
         if cls.needs_recording:
-            raise c.fail(f"{where}.name", "names a method that needs the training recording, which the bench pool does not keep", name)
+            raise c.fail(
+                f"{where}.name", "names a method that needs the training recording, which the bench pool does not keep", name
+            )
         preset = c.str_(t, "preset", where, None)
         if preset is not None and preset not in cls.presets:
             raise c.fail(f"{where}.preset", f"names no preset of {name} (presets: {', '.join(cls.presets) or 'none'})", preset)
@@ -355,7 +359,7 @@ def parse_spec(doc: Mapping[str, Any], path: str = "<spec>") -> BenchSpec:
     resolved: dict[tuple[str, str], dict[str, Any]] = {}
     for where, variants, mname in tables:
         kinds_ok = METHODS.get(mname).kinds
-        for (dname, sc), kind in kinds.items():
+        for (_dname, sc), kind in kinds.items():
             if kind not in kinds_ok:
                 raise c.fail(
                     f"{where}.name",

@@ -53,7 +53,9 @@ def git_state() -> tuple[str | None, bool | None]:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return None, None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=30)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=30
+        )
         return head.stdout.strip(), bool(dirty.stdout.strip()) if dirty.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None, None
@@ -161,7 +163,9 @@ class ResultStore:
             out.update(json.loads(text))
         return out
 
-    def rows(self, *, scenario: str | None = None, method: str | None = None, kind: str | None = None) -> Iterator[dict[str, Any]]:
+    def rows(
+        self, *, scenario: str | None = None, method: str | None = None, kind: str | None = None
+    ) -> Iterator[dict[str, Any]]:
         """The stored rows (oldest first), optionally only one scenario / method (registry name or label) / kind.
 
         Each row: ``key``, ``spec``, ``kind``, ``dataset``, ``scenario``, ``method``, ``label``, ``seed``,

@@ -52,7 +52,10 @@ def run(args: argparse.Namespace) -> int:
             held = "done" if r.key in plan.stored else "-"
             print(f"{r.key[:12]}  {r.dataset.name:10} {r.scenario:12} {r.seed:>4}  {r.label:24} {held:6} {orig}, {orac}")
         models = {k for keys in plan.pool_keys.values() for k in keys}
-        print(f"pool {pool_dir}: {len(models & plan.pooled)} of {len(models)} models held; store {out}: {len(plan.stored & {r.key for r in spec.runs})} runs held")
+        print(
+            f"pool {pool_dir}: {len(models & plan.pooled)} of {len(models)} models held; "
+            f"store {out}: {len(plan.stored & {r.key for r in spec.runs})} runs held"
+        )
         return 0
     progress = False if args.no_progress else None
     try:

@@ -62,12 +62,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(entries)} models, {sum(e['size'] for e in entries)} bytes in {str(pool.path)!r}")
         return 0
     if not (Path(args.dir) / STORE_FILE).is_file():
-        raise MissingDataError(f"{str(args.dir)!r} holds no result store ({STORE_FILE}); pool gc needs the bench output directory.")
+        raise MissingDataError(
+            f"{str(args.dir)!r} holds no result store ({STORE_FILE}); pool gc needs the bench output directory."
+        )
     with ResultStore(args.dir) as store:
         used = store.pool_keys()
     unused = [e for e in entries if e["key"] not in used]
     for e in unused:
-        print(f"{'removing' if args.yes else 'would remove'} {e['key'][:12]} ({e['kind']}, {e['dataset']}, seed {e['seed']}, {e['size']} bytes)")
+        what = f"{e['key'][:12]} ({e['kind']}, {e['dataset']}, seed {e['seed']}, {e['size']} bytes)"
+        print(f"{'removing' if args.yes else 'would remove'} {what}")
         if args.yes:
             pool.remove(e["key"])
     verb = "removed" if args.yes else "unused (pass --yes to delete them)"

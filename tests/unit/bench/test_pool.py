@@ -1,0 +1,80 @@
+"""obliviate.bench.pool: content-addressed models, trained once, one original for every forget draw."""
+
+from __future__ import annotations
+
+import torch
+
+import obliviate as ob
+from obliviate.bench import pool as pool_mod
+from obliviate.bench.pool import ModelPool
+from obliviate.data import parse_scenario
+from obliviate.testing import toy_dataset
+
+RECIPE = ob.TrainConfig.from_dict({"epochs": 1, "lr": 0.05, "batch_size": 64}).to_dict()
+
+
+def _get(pool, sc, kind, seed=0, recipe=RECIPE):
+    return pool.get_or_train(sc, kind, model="mlp", recipe=recipe, seed=seed, device="cpu")
+
+
+def _same(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_second_get_trains_nothing_and_returns_the_same_weights(tmp_path):
+    ds = toy_dataset()
+    sc = parse_scenario("class:1", ds, seed=0)
+    pool = ModelPool(tmp_path)
+    before = pool_mod.trainings()
+    first, key = _get(pool, sc, "original")
+    assert pool.trained == 1 and pool_mod.trainings() == before + 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{key}.json", f"{key}.safetensors"]
+    again = ModelPool(tmp_path)  # another invocation over the same directory
+    second, key2 = _get(again, sc, "original")
+    assert key2 == key and again.trained == 0 and pool_mod.trainings() == before + 1
+    assert _same(first.model, second.model)
+    assert second.training_set == sc.training_set and second.seconds == first.seconds
+    ob.unlearn(second, sc, "finetune", epochs=1, device="cpu", progress=False)  # usable: the training set checks out
+
+
+def test_class_and_random_draws_of_one_seed_share_one_original(tmp_path):
+    ds = toy_dataset()
+    cls, rnd = parse_scenario("class:3", ds, seed=0), parse_scenario("random:0.1", ds, seed=0)
+    assert cls.training_set == rnd.training_set and cls.retain_set != rnd.retain_set
+    pool = ModelPool(tmp_path)
+    _, k1 = _get(pool, cls, "original")
+    _, k2 = _get(pool, rnd, "original")
+    assert k1 == k2 and pool.trained == 1
+    _, o1 = _get(pool, cls, "oracle")
+    _, o2 = _get(pool, rnd, "oracle")
+    assert len({k1, o1, o2}) == 3 and pool.trained == 3  # an oracle per retain set
+    oracle, _ = _get(pool, cls, "oracle")
+    assert oracle.training_set == cls.retain_set and pool.trained == 3
+
+
+def test_the_key_follows_seed_recipe_model_and_data(tmp_path):
+    ds = toy_dataset()
+    sc = parse_scenario("class:1", ds, seed=0)
+    pool = ModelPool(tmp_path)
+    base = pool.key(sc, "original", "mlp", {}, RECIPE, 0)
+    assert pool.key(sc, "original", "mlp", {}, RECIPE, 0) == base
+    assert pool.key(sc, "original", "mlp", {}, RECIPE, 1) != base
+    assert pool.key(sc, "original", "mlp", {}, {**RECIPE, "lr": 0.1}, 0) != base
+    assert pool.key(sc, "original", "cnn", {}, RECIPE, 0) != base
+    assert pool.key(sc, "original", "mlp", {"hidden": 8}, RECIPE, 0) != base
+    other = parse_scenario("class:1", ds, seed=0, val_seed=1)  # another training set
+    assert pool.key(other, "original", "mlp", {}, RECIPE, 0) != base
+
+
+def test_entries_and_remove(tmp_path):
+    ds = toy_dataset()
+    sc = parse_scenario("class:1", ds, seed=0)
+    pool = ModelPool(tmp_path)
+    _, key = _get(pool, sc, "oracle", seed=2)
+    (tmp_path / ".partial.json").write_text("{")  # a half-written temporary file is no entry
+    (entry,) = pool.entries()
+    assert (entry["key"], entry["kind"], entry["dataset"], entry["model"], entry["seed"]) == (key, "oracle", ds.name, "mlp", 2)
+    assert entry["size"] > 0 and entry["parts"]["train_set"] == sc.retain_set.to_json()
+    pool.remove(key)
+    assert pool.entries() == [] and key not in pool
