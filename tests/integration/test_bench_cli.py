@@ -1,0 +1,234 @@
+"""``obliviate bench`` and ``obliviate pool``: the issue's example spec end to end (1 training epoch),
+pool reuse counted in trainings, dry runs, Ctrl-C, and kill -9 then resume with a real subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from obliviate.bench import grid as grid_mod
+from obliviate.bench import pool as pool_mod
+from obliviate.bench.spec import load_spec
+from obliviate.bench.store import ResultStore
+from obliviate.testing import one_error_line, run_cli
+
+EXAMPLE = Path(__file__).parents[2] / "benchmarks" / "specs" / "digits-small.toml"
+
+
+def _spec(tmp: Path, epochs: int = 1, name: str = "spec.toml", extra: str = "") -> Path:
+    text = EXAMPLE.read_text().replace("epochs = 30", f"epochs = {epochs}") + extra
+    assert f"epochs = {epochs}" in text
+    path = tmp / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory):
+    """The example spec (1 training epoch) run once: (spec path, out dir, trainings, exit, stdout)."""
+    tmp = tmp_path_factory.mktemp("bench")
+    spec = _spec(tmp)
+    before = pool_mod.trainings()
+    capsys = _Capture()
+    code, out, err = run_cli(capsys, "bench", spec, "--out", tmp / "out", "--no-progress")
+    return spec, tmp / "out", pool_mod.trainings() - before, code, out + err
+
+
+class _Capture:  # run_cli reads what a command printed through capsys; a module fixture has none, so capture here
+    def __init__(self) -> None:
+        import io
+        from contextlib import redirect_stderr, redirect_stdout
+
+        self.out, self.err = io.StringIO(), io.StringIO()
+        self._o, self._e = redirect_stdout(self.out), redirect_stderr(self.err)
+        self._o.__enter__()
+        self._e.__enter__()
+
+    def readouterr(self):
+        self._e.__exit__(None, None, None)
+        self._o.__exit__(None, None, None)
+        return self.out.getvalue(), self.err.getvalue()
+
+
+def test_example_grid_records_every_run_once_with_provenance(first):
+    spec_path, out, trained, code, text = first
+    assert code == 0, text
+    assert trained == 6  # 2 originals (one per seed, shared by class:3 and random:0.1) + 4 oracles
+    spec = load_spec(spec_path)
+    with ResultStore(out) as store:
+        rows = list(store.rows())
+        assert store.journal_mode == "wal"
+    assert sorted(r["key"] for r in rows) == sorted(r.key for r in spec.runs) and len(rows) == 20
+    unlearning = [r for r in rows if r["kind"] == "unlearn"]
+    assert len(unlearning) == 12
+    assert {(r["seed"], r["scenario"], r["label"]) for r in unlearning} == {
+        (s, sc, lab)
+        for s in (0, 1)
+        for sc in ("class:3", "random:0.1")
+        for lab in ("ssd", "finetune lr=0.01", "finetune lr=0.05")
+    }
+    for r in rows:
+        rec = r["record"]
+        assert rec["status"] in ("ok", "collapsed", "unchecked"), rec.get("error")
+        assert rec["metrics"]["forget_acc"] is not None and rec["bench"]["threads"] == 1
+        assert r["provenance"]["torch_threads"] == 1 and r["provenance"]["omp_num_threads"] == "1"
+        assert {"commit", "dirty"} == set(r["provenance"]["git"]) and r["provenance"]["host"]
+    ft = next(r["record"] for r in unlearning if r["label"] == "finetune lr=0.05")
+    assert ft["params"]["lr"] == 0.05 and ft["label"] == "finetune lr=0.05"
+    oracle = next(r["record"] for r in rows if r["kind"] == "retrain" and r["seed"] == 0 and r["scenario"] == "class:3")
+    assert oracle["metrics"]["avg_gap"] == 0.0  # the oracle against itself
+    assert "20 runs recorded, 0 already in the store, 6 models trained" in text
+
+
+def test_second_invocation_trains_nothing(first, capsys):
+    spec_path, out, *_ = first
+    before = pool_mod.trainings()
+    code, stdout, _ = run_cli(capsys, "bench", spec_path, "--out", out, "--no-progress")
+    assert code == 0 and pool_mod.trainings() == before
+    assert "0 runs recorded, 20 already in the store, 0 models trained" in stdout
+    with ResultStore(out) as store:
+        assert len(store) == 20
+
+
+def test_a_shared_pool_serves_another_spec_and_output_directory(first, capsys, tmp_path):
+    _, out, *_ = first
+    other = tmp_path / "other.toml"  # another spec over the same data, recipe and seed: the same originals and oracles
+    other.write_text(
+        'name = "other"\nseeds = [0]\n[[dataset]]\nname = "digits"\nmodel = "cnn"\ntrain = { epochs = 1, lr = 0.05 }\n'
+        '[[scenario]]\nspec = "random:0.1"\n[[method]]\nname = "ssd"\npreset = "digits"\n'
+    )
+    before = pool_mod.trainings()
+    code, stdout, _ = run_cli(capsys, "bench", other, "--out", tmp_path / "o", "--pool", out / "pool", "--no-progress")
+    assert code == 0 and pool_mod.trainings() == before, stdout
+    assert "3 runs recorded, 0 already in the store, 0 models trained" in stdout
+    code, stdout, _ = run_cli(capsys, "bench", other, "--out", tmp_path / "o2", "--no-progress")  # its own pool: trains
+    assert code == 0 and pool_mod.trainings() == before + 2 and "2 models trained" in stdout
+
+
+def test_dry_run_trains_nothing_and_says_what_is_held(first, capsys, tmp_path):
+    spec_path, out, *_ = first
+    before = pool_mod.trainings()
+    code, stdout, _ = run_cli(capsys, "bench", spec_path, "--out", tmp_path / "fresh", "--dry-run")
+    assert code == 0 and pool_mod.trainings() == before
+    assert not (tmp_path / "fresh").exists()  # nothing created
+    assert "20 runs (12 unlearning), 20 to run" in stdout and "0 of 6 models held" in stdout
+    lines = [ln for ln in stdout.splitlines() if re.match(r"[0-9a-f]{12}  ", ln)]
+    assert len(lines) == 20 and all(ln.rstrip().endswith("train, train") for ln in lines)
+    code, stdout, _ = run_cli(capsys, "bench", spec_path, "--out", out, "--dry-run")
+    assert code == 0 and "20 runs (12 unlearning), 0 to run" in stdout and "6 of 6 models held" in stdout
+    assert pool_mod.trainings() == before
+
+
+def test_pool_ls_and_gc(first, capsys, tmp_path):
+    spec_path, out, *_ = first
+    code, stdout, _ = run_cli(capsys, "pool", "ls", out)
+    assert code == 0 and stdout.count(" original ") == 2 and stdout.count(" oracle ") == 4 and "6 models" in stdout
+    # an entry no record uses: the pool of the second seed only, in a copy of the pool
+    import shutil
+
+    pool = tmp_path / "pool"
+    shutil.copytree(out / "pool", pool)
+    with ResultStore(out) as store:
+        used = store.pool_keys()
+    assert len(used) == 6
+    extra = next(iter(used))
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(pool / f"{extra}{suffix}", pool / f"{'0' * 64}{suffix}")
+    code, stdout, _ = run_cli(capsys, "pool", "gc", out, "--pool", pool)
+    assert code == 0 and "would remove 000000000000" in stdout and (pool / f"{'0' * 64}.json").exists()
+    code, stdout, _ = run_cli(capsys, "pool", "gc", out, "--pool", pool, "--yes")
+    assert code == 0 and "1 of 7 models removed" in stdout
+    assert sorted(p.name for p in pool.iterdir()) == sorted(f"{k}{s}" for k in used for s in (".json", ".safetensors"))
+    code, _, err = run_cli(capsys, "pool", "ls", "--pool", tmp_path / "nothing")
+    assert code == 2 and "No model pool" in one_error_line(err)
+
+
+def test_bad_specs_exit_2_with_one_line(capsys, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(EXAMPLE.read_text().replace('name = "ssd"', 'name = "sdd"'))
+    code, _, err = run_cli(capsys, "bench", bad, "--out", tmp_path / "o")
+    line = one_error_line(err)
+    assert code == 2 and "bad.toml" in line and "'method[0].name'" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_ctrl_c_keeps_finished_runs_and_the_same_command_resumes(capsys, tmp_path, monkeypatch):
+    spec = tmp_path / "small.toml"
+    spec.write_text(
+        'name = "small"\nseeds = [0]\n[[dataset]]\nname = "digits"\ntrain = { epochs = 1 }\n'
+        '[[scenario]]\nspec = "class:3"\n[[method]]\nname = "finetune"\nsweep = { lr = [0.01, 0.02, 0.03] }\n'
+        "params = { epochs = 1 }\n"
+    )
+    real = grid_mod._one_run
+    calls = []
+
+    def interrupted(*args, **kw):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(grid_mod, "_one_run", interrupted)
+    code, _, err = run_cli(capsys, "bench", spec, "--out", tmp_path / "o", "--no-progress")
+    assert code == 130
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("obliviate: interrupted; 3 of 5 runs") and "run the same command again to resume" in line
+    monkeypatch.setattr(grid_mod, "_one_run", real)
+    code, stdout, _ = run_cli(capsys, "bench", spec, "--out", tmp_path / "o", "--no-progress")
+    assert code == 0 and "2 runs recorded, 3 already in the store, 0 models trained" in stdout
+    with ResultStore(tmp_path / "o") as store:
+        assert sorted(store.keys()) == sorted(r.key for r in load_spec(spec).runs)
+
+
+@pytest.mark.slow
+def test_kill_9_mid_grid_then_the_same_command_records_every_run_once(tmp_path):
+    spec = _spec(tmp_path, epochs=3)
+    out = tmp_path / "out"
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "src"), *sys.path]),
+    }
+    cmd = [sys.executable, "-m", "obliviate", "bench", str(spec), "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    db = out / "results.sqlite"
+    deadline = time.monotonic() + 240
+    done = 0
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if db.exists():
+                con = sqlite3.connect(db, timeout=30)
+                try:
+                    done = con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+                except sqlite3.OperationalError:
+                    done = 0
+                finally:
+                    con.close()
+                if done >= 7:
+                    break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the grid ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    with ResultStore(out) as store:
+        held = len(store)
+    assert 7 <= held < 20
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"{20 - held} runs recorded, {held} already in the store" in again.stdout
+    con = sqlite3.connect(db)
+    keys = [k for (k,) in con.execute("SELECT key FROM runs")]
+    con.close()
+    assert sorted(keys) == sorted(r.key for r in load_spec(spec).runs)  # every run exactly once
