@@ -204,8 +204,8 @@ def _run_grid(
                     refs[gk] = evaluate(oracle, sc, oracle, seed=r.seed)
                 record = _one_run(r, sc, base, oracle, refs[gk], dev)
                 record["bench"] = {"spec": spec.name, "key": r.key, "pool": {"original": kb, "oracle": ko}, "threads": n_threads}
-                store.add(r.key, record, kind=r.kind, provenance=prov, spec=spec.name, label=r.label, pool_keys=[kb, ko])
-                counts["recorded"] += 1
+                if store.add(r.key, record, kind=r.kind, provenance=prov, spec=spec.name, label=r.label, pool_keys=[kb, ko]):
+                    counts["recorded"] += 1  # else another process recorded the key meanwhile: its row stays
                 if on_record is not None:
                     on_record(record)
                 bar.finish(what + ("" if record["status"] == "ok" else f" {record['status']}"))
