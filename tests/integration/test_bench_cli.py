@@ -232,3 +232,48 @@ def test_kill_9_mid_grid_then_the_same_command_records_every_run_once(tmp_path):
     keys = [k for (k,) in con.execute("SELECT key FROM runs")]
     con.close()
     assert sorted(keys) == sorted(r.key for r in load_spec(spec).runs)  # every run exactly once
+
+
+SMALL = 'name = "small"\nseeds = [0]\n[[dataset]]\nname = "digits"\ntrain = { epochs = 1 }\n[[scenario]]\nspec = "class:3"\n'
+
+
+def test_threads_are_pinned_recorded_and_not_mixed_within_a_grid(capsys, tmp_path, monkeypatch):
+    import torch
+
+    spec = tmp_path / "t.toml"
+    spec.write_text(SMALL + '[[method]]\nname = "finetune"\nsweep = { lr = [0.01, 0.02] }\nparams = { epochs = 1 }\n')
+    seen = []
+    real = grid_mod._one_run
+
+    def spy(*args, **kw):
+        seen.append((torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")))
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(grid_mod, "_one_run", spy)
+    torch.set_num_threads(2)
+    code, _, _ = run_cli(capsys, "bench", spec, "--out", tmp_path / "o", "--no-progress")  # the default: 1 thread
+    assert code == 130 and seen == [(1, "1"), (1, "1")]
+    assert torch.get_num_threads() == 2  # the caller's setting comes back
+    code, _, err = run_cli(capsys, "bench", spec, "--out", tmp_path / "o", "--threads", "2", "--no-progress")
+    assert code == 2 and "made with 1 torch thread(s)" in one_error_line(err) and "--threads 1" in err
+    assert len(seen) == 2  # refused before any run
+    monkeypatch.setattr(grid_mod, "_one_run", real)
+    code, stdout, _ = run_cli(capsys, "bench", spec, "--out", tmp_path / "o", "--threads", "1", "--no-progress")
+    assert code == 0 and "3 runs recorded, 1 already in the store" in stdout
+    with ResultStore(tmp_path / "o") as store:
+        assert store.threads() == {1} and {r["bench"]["threads"] for r in store.records()} == {1}
+
+
+def test_a_tuned_variant_records_the_search(capsys, tmp_path):
+    spec = tmp_path / "tune.toml"
+    spec.write_text(SMALL + '[[method]]\nname = "finetune"\nparams = { epochs = 1 }\ntune = { budget = "2trials" }\n')
+    code, stdout, err = run_cli(capsys, "bench", spec, "--out", tmp_path / "o", "--no-progress")
+    assert code == 0, err
+    with ResultStore(tmp_path / "o") as store:
+        (rec,) = store.records(kind="unlearn")
+    assert rec["label"] == "finetune (tuned)" and rec["tune"]["objective"] == "proxy" and rec["tune"]["trials"] == 2
+    assert rec["params"]["epochs"] == 1 and rec["tune"]["best_params"]["epochs"] == 1
+    assert rec["params"]["lr"] == rec["tune"]["best_params"]["lr"]  # the record is the best trial's run
+    assert rec["metrics"]["forget_acc"] is not None

@@ -145,6 +145,8 @@ def run_grid(
         ``{"runs", "skipped", "recorded", "trained"}``.
 
     Raises:
+        InvalidConfigError: ``out``'s store holds runs of this grid made with another thread count
+            (and the grid is not complete).
         KeyboardInterrupt: passed on after the store is closed (every finished run is kept).
     """
     out = Path(out)
@@ -184,6 +186,15 @@ def _run_grid(
     refs: dict[tuple[str, ...], Any] = {}
     with ResultStore(out) as store:
         stored = store.keys()
+        mine = {r.key for r in spec.runs}
+        other = store.threads(mine) - {n_threads}
+        if other and stored & mine != mine:  # results depend on the thread count: one grid, one value
+            from ..errors import InvalidConfigError
+
+            raise InvalidConfigError(
+                f"The runs of {spec.name!r} in {str(out)!r} were made with {min(other)} torch thread(s), and results depend on "
+                f"the thread count; pass --threads {min(other)} to complete the grid, or write to another --out."
+            )
         todo = [r for r in spec.runs if r.key not in stored]
         counts["skipped"] = len(spec.runs) - len(todo)
         bar = GridProgress(len(todo), progress, spec.name)

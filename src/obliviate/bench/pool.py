@@ -56,15 +56,17 @@ class ModelPool:
     """A directory of trained models, addressed by what made them.
 
     Args:
-        path: The pool directory (created when missing).
+        path: The pool directory.
+        create: Create the directory when missing (False: a read-only look, e.g. a dry run).
 
     Attributes:
         trained: How many models this pool object has trained.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.path.mkdir(parents=True, exist_ok=True)
         self.trained = 0
         self._digests: dict[int, str] = {}
 
@@ -117,6 +119,8 @@ class ModelPool:
         the pool holds no entry with the same key. The result's ``seconds`` is the training's
         (as recorded when it was trained).
         """
+        import torch
+
         from ..io import load_weights
         from ..models import build_model
         from ..training import TrainConfig, TrainResult, train
@@ -152,6 +156,7 @@ class ModelPool:
                 "seed": int(seed),
                 "parts": parts,
                 "seconds": out.seconds,
+                "torch_threads": torch.get_num_threads(),
                 "created": time.time(),
                 "made_for": scenario.name,
             },
@@ -174,7 +179,7 @@ class ModelPool:
     def entries(self) -> list[dict[str, Any]]:
         """Every complete entry's JSON plus ``size`` (bytes of both files), oldest first."""
         out = []
-        for meta_path in self.path.glob("*.json"):
+        for meta_path in self.path.glob("*.json") if self.path.is_dir() else []:
             key = meta_path.stem
             if key not in self:
                 continue

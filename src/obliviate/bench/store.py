@@ -156,6 +156,16 @@ class ResultStore:
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
 
+    def threads(self, keys: set[str] | None = None) -> set[int]:
+        """The torch thread counts the stored runs (those of ``keys`` when given) were made with."""
+        out = set()
+        for key, text in self._db.execute("SELECT key, provenance FROM runs"):
+            if keys is None or key in keys:
+                n = json.loads(text).get("torch_threads")
+                if n is not None:
+                    out.add(int(n))
+        return out
+
     def pool_keys(self) -> set[str]:
         """Every model-pool key a stored run used."""
         out: set[str] = set()

@@ -42,8 +42,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     pool_dir = Path(args.pool) if args.pool else out / POOL_DIR
     if args.dry_run:
-        pool = ModelPool.__new__(ModelPool)  # read-only: creates no directory
-        pool.path, pool.trained, pool._digests = pool_dir, 0, {}
+        pool = ModelPool(pool_dir, create=False)  # a dry run creates nothing
         plan = plan_grid(spec, out, pool)
         print(f"{spec.name}: {len(spec.runs)} runs ({len(spec.unlearning_runs)} unlearning), {len(plan.todo)} to run")
         print(f"{'key':12}  {'dataset':10} {'scenario':12} {'seed':>4}  {'run':24} {'store':6} pool (original, oracle)")
