@@ -233,8 +233,8 @@ def _resolve_recipe(c: _Checker, ds: Any, train: dict[str, Any], where: str) -> 
         raise c.fail(f"{where}.train", f"is not a valid recipe: {e}") from None
 
 
-def _methods(c: _Checker, tables: list[dict[str, Any]]) -> list[tuple[str, list[MethodSpec], str]]:
-    """Each [[method]] table: (its field prefix, its variants, its name)."""
+def _methods(c: _Checker, tables: list[dict[str, Any]]) -> list[tuple[str, list[MethodSpec], str, list[str]]]:
+    """Each [[method]] table: (its field prefix, its variants, its name, its swept fields)."""
     from ..methods import METHODS
 
     out = []
@@ -288,7 +288,7 @@ def _methods(c: _Checker, tables: list[dict[str, Any]]) -> list[tuple[str, list[
             shown = ",".join(f"{k}={v}" for k, v in zip(names, point, strict=True))
             base = label or name + (" (tuned)" if tune else "")
             variants.append(MethodSpec(name, f"{base} {shown}" if shown else base, values, preset, tune))
-        out.append((where, variants, name))
+        out.append((where, variants, name, names))
     return out
 
 
@@ -351,13 +351,13 @@ def parse_spec(doc: Mapping[str, Any], path: str = "<spec>") -> BenchSpec:
         scenarios.append(sc)
 
     tables = _methods(c, c.tables(doc, "method"))
-    methods = [m for _, vs, _ in tables for m in vs]
+    methods = [m for _, vs, _, _ in tables for m in vs]
     labels = [m.label for m in methods]
     for lab in labels:
         if labels.count(lab) > 1:
             raise c.fail("method", f"gives two variants the label {lab!r}; set 'label' to tell them apart")
-    resolved: dict[tuple[str, str], dict[str, Any]] = {}
-    for where, variants, mname in tables:
+    resolved: dict[tuple[str, int], dict[str, Any]] = {}
+    for where, variants, mname, swept in tables:
         kinds_ok = METHODS.get(mname).kinds
         for (_dname, sc), kind in kinds.items():
             if kind not in kinds_ok:
@@ -366,21 +366,22 @@ def parse_spec(doc: Mapping[str, Any], path: str = "<spec>") -> BenchSpec:
                     f"names {mname}, which supports {', '.join(sorted(kinds_ok))} scenarios, not {sc!r} ({kind})",
                 )
         for m in variants:
-            for d in datasets:
+            for i, d in enumerate(datasets):
                 try:  # validates the params before anything runs; the resolved values are the key's
                     inst = make_method(m.name, preset=m.preset, recipe=d.recipe, **m.params)
                 except UnlearningError as e:
-                    raise c.fail(f"{where}.params", f"is not valid for {mname}: {e}") from None
-                resolved[m.label, d.name] = m.params if m.tune else inst.to_dict()
+                    fld = "sweep" if any(repr(k) in str(e) or f" {k}" in str(e) for k in swept) else "params"
+                    raise c.fail(f"{where}.{fld}", f"is not valid for {mname}: {e}") from None
+                resolved[m.label, i] = m.params if m.tune else inst.to_dict()
 
     runs: list[BenchRun] = []
     for seed in seeds:
-        for d in datasets:
+        for i, d in enumerate(datasets):
             for sc in scenarios:
                 runs.append(BenchRun("retrain", d, sc, seed, "retrain", "retrain", params=d.recipe, preset="original recipe"))
                 runs.append(BenchRun("original", d, sc, seed, "original", "original"))
                 for m in methods:
-                    runs.append(BenchRun("unlearn", d, sc, seed, m.name, m.label, resolved[m.label, d.name], m.preset, m.tune))
+                    runs.append(BenchRun("unlearn", d, sc, seed, m.name, m.label, resolved[m.label, i], m.preset, m.tune))
     keyed = []
     for r in runs:
         key = run_key(r.key_parts())

@@ -91,6 +91,7 @@ BAD = [
     (lambda d: d["method"][0].update(params={"alpha": -1.0}), "'method[0].params' is not valid for ssd"),
     (lambda d: d["method"][0].update(params={"alhpa": 1.0}), "'method[0].params' is not valid for ssd"),
     (lambda d: d["method"][1]["sweep"].update(lr=[]), "'method[1].sweep.lr' must be a non-empty list"),
+    (lambda d: d["method"][1]["sweep"].update(lr=[0.1, -2.0]), "'method[1].sweep' is not valid for finetune"),
     (lambda d: d["method"][1].update(sweeps={}), "'method[1].sweeps' is not a known field"),
     (lambda d: d["method"][0].update(tune={"budget": "soon"}), "'method[0].tune.budget'"),
     (lambda d: d["method"][0].update(tune={"objective": "vibes"}), "'method[0].tune.objective'"),
