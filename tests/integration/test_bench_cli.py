@@ -34,29 +34,19 @@ def _spec(tmp: Path, epochs: int = 1, name: str = "spec.toml", extra: str = "") 
 
 @pytest.fixture(scope="module")
 def first(tmp_path_factory):
-    """The example spec (1 training epoch) run once: (spec path, out dir, trainings, exit, stdout)."""
+    """The example spec (1 training epoch) run once: (spec path, out dir, trainings, exit status, output)."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from obliviate.cli import main
+
     tmp = tmp_path_factory.mktemp("bench")
     spec = _spec(tmp)
     before = pool_mod.trainings()
-    capsys = _Capture()
-    code, out, err = run_cli(capsys, "bench", spec, "--out", tmp / "out", "--no-progress")
-    return spec, tmp / "out", pool_mod.trainings() - before, code, out + err
-
-
-class _Capture:  # run_cli reads what a command printed through capsys; a module fixture has none, so capture here
-    def __init__(self) -> None:
-        import io
-        from contextlib import redirect_stderr, redirect_stdout
-
-        self.out, self.err = io.StringIO(), io.StringIO()
-        self._o, self._e = redirect_stdout(self.out), redirect_stderr(self.err)
-        self._o.__enter__()
-        self._e.__enter__()
-
-    def readouterr(self):
-        self._e.__exit__(None, None, None)
-        self._o.__exit__(None, None, None)
-        return self.out.getvalue(), self.err.getvalue()
+    text = io.StringIO()  # a module-scoped fixture has no capsys
+    with redirect_stdout(text), redirect_stderr(text):
+        code = main(["bench", str(spec), "--out", str(tmp / "out"), "--no-progress"])
+    return spec, tmp / "out", pool_mod.trainings() - before, code, text.getvalue()
 
 
 def test_example_grid_records_every_run_once_with_provenance(first):
@@ -277,3 +267,15 @@ def test_a_tuned_variant_records_the_search(capsys, tmp_path):
     assert rec["params"]["epochs"] == 1 and rec["tune"]["best_params"]["epochs"] == 1
     assert rec["params"]["lr"] == rec["tune"]["best_params"]["lr"]  # the record is the best trial's run
     assert rec["metrics"]["forget_acc"] is not None
+
+
+def test_progress_lines_carry_an_eta(capsys):
+    bar = grid_mod.GridProgress(4, None, "g")  # stderr is no terminal under pytest: one line per finished run
+    for i in range(4):
+        bar.finish(f"run {i}")
+    bar.close()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 4 and lines[0].startswith("[1/4] run 0 (ETA ") and lines[-1] == "[4/4] run 3 (ETA 0 s)"
+    quiet = grid_mod.GridProgress(2, False, "g")
+    quiet.finish("x")
+    assert capsys.readouterr().err == ""
