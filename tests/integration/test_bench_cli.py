@@ -133,10 +133,17 @@ def test_pool_ls_and_gc(first, capsys, tmp_path):
     extra = next(iter(used))
     for suffix in (".json", ".safetensors"):
         shutil.copy(pool / f"{extra}{suffix}", pool / f"{'0' * 64}{suffix}")
+    stale = pool / f".{extra}.abc123.safetensors"  # a write that a kill -9 cut short, two hours ago
+    stale.write_bytes(b"partial")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    fresh = pool / f".{extra}.def456.json"  # maybe another process writing right now: kept
+    fresh.write_text("{")
     code, stdout, _ = run_cli(capsys, "pool", "gc", out, "--pool", pool)
     assert code == 0 and "would remove 000000000000" in stdout and (pool / f"{'0' * 64}.json").exists()
+    assert f"would remove unfinished write {stale.name}" in stdout and stale.exists()
     code, stdout, _ = run_cli(capsys, "pool", "gc", out, "--pool", pool, "--yes")
-    assert code == 0 and "1 of 7 models removed" in stdout
+    assert code == 0 and "1 of 7 models removed" in stdout and not stale.exists()
+    fresh.unlink()
     assert sorted(p.name for p in pool.iterdir()) == sorted(f"{k}{s}" for k in used for s in (".json", ".safetensors"))
     code, _, err = run_cli(capsys, "pool", "ls", "--pool", tmp_path / "nothing")
     assert code == 2 and "No model pool" in one_error_line(err)

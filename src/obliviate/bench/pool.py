@@ -193,6 +193,13 @@ class ModelPool:
             out.append(meta)
         return sorted(out, key=lambda m: (m.get("created", 0), m["key"]))
 
+    def leftovers(self, older_than_s: float = 3600.0) -> list[Path]:
+        """Temporary files of writes that never finished (a process killed mid-write), older than ``older_than_s``."""
+        if not self.path.is_dir():
+            return []
+        cutoff = time.time() - older_than_s
+        return sorted(p for p in self.path.glob(".*") if p.is_file() and p.stat().st_mtime < cutoff)
+
     def remove(self, key: str) -> None:
         """Delete an entry's files."""
         for p in self.files(key):

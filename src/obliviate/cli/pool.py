@@ -73,6 +73,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'removing' if args.yes else 'would remove'} {what}")
         if args.yes:
             pool.remove(e["key"])
+    stale = pool.leftovers()
+    for path in stale:  # temporary files of a process killed while writing an entry
+        print(f"{'removing' if args.yes else 'would remove'} unfinished write {path.name}")
+        if args.yes:
+            path.unlink(missing_ok=True)
     verb = "removed" if args.yes else "unused (pass --yes to delete them)"
     print(f"{len(unused)} of {len(entries)} models {verb}; {len(entries) - len(unused)} in use by {str(args.dir)!r}")
     return 0
