@@ -140,7 +140,7 @@ def test_pool_ls_and_gc(first, capsys, tmp_path):
     fresh.write_text("{")
     code, stdout, _ = run_cli(capsys, "pool", "gc", out, "--pool", pool)
     assert code == 0 and "would remove 000000000000" in stdout and (pool / f"{'0' * 64}.json").exists()
-    assert f"would remove unfinished write {stale.name}" in stdout and stale.exists()
+    assert f"would remove leftover file {stale.name}" in stdout and stale.exists()
     code, stdout, _ = run_cli(capsys, "pool", "gc", out, "--pool", pool, "--yes")
     assert code == 0 and "1 of 7 models removed" in stdout and not stale.exists()
     fresh.unlink()
@@ -286,3 +286,15 @@ def test_progress_lines_carry_an_eta(capsys):
     quiet = grid_mod.GridProgress(2, False, "g")
     quiet.finish("x")
     assert capsys.readouterr().err == ""
+
+
+def test_a_second_bench_into_the_same_directory_is_refused(capsys, tmp_path):
+    from obliviate.bench.pool import exclusive
+
+    spec = _spec(tmp_path)
+    (tmp_path / "o").mkdir()
+    with exclusive(tmp_path / "o" / grid_mod.LOCK_FILE):  # a grid running into o
+        code, _, err = run_cli(capsys, "bench", spec, "--out", tmp_path / "o", "--no-progress")
+    assert code == 2 and "Another 'obliviate bench' is writing to" in one_error_line(err)
+    with ResultStore(tmp_path / "o") as store:
+        assert len(store) == 0

@@ -24,7 +24,9 @@ from .pool import POOL_DIR, ModelPool
 from .spec import BenchRun, BenchSpec
 from .store import ResultStore, provenance
 
-__all__ = ["run_grid", "plan_grid", "GridPlan", "GridProgress"]
+__all__ = ["run_grid", "plan_grid", "GridPlan", "GridProgress", "LOCK_FILE"]
+
+LOCK_FILE = ".bench.lock"
 
 
 @dataclass
@@ -146,7 +148,7 @@ def run_grid(
 
     Raises:
         InvalidConfigError: ``out``'s store holds runs of this grid made with another thread count
-            (and the grid is not complete).
+            (and the grid is not complete), or another process is running a grid into ``out``.
         KeyboardInterrupt: passed on after the store is closed (every finished run is kept).
     """
     out = Path(out)
@@ -154,10 +156,20 @@ def run_grid(
     n_threads = spec.threads if threads is None else threads
     import torch
 
+    from ..errors import InvalidConfigError
+    from .pool import exclusive
+
+    out.mkdir(parents=True, exist_ok=True)
     saved = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
     pin_threads(n_threads)
     try:
-        return _run_grid(spec, out, models, n_threads, device, progress, on_record)
+        with exclusive(out / LOCK_FILE, wait=False) as mine:
+            if not mine:
+                raise InvalidConfigError(
+                    f"Another 'obliviate bench' is writing to {str(out)!r}; wait for it to end, or write to another --out "
+                    "(a --pool directory may be shared)."
+                )
+            return _run_grid(spec, out, models, n_threads, device, progress, on_record)
     finally:  # the caller's settings come back (a CLI process ends anyway)
         torch.set_num_threads(saved[0])
         if saved[1] is None:

@@ -16,17 +16,23 @@ an entry exists when both files do.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..io import canonical_json, read_json, save_model, write_json
 
-__all__ = ["ModelPool", "POOL_DIR", "data_digest", "trainings"]
+__all__ = ["ModelPool", "POOL_DIR", "data_digest", "trainings", "exclusive"]
+
+try:  # advisory locks (POSIX); without them two processes may both train a missing entry (the files stay whole)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 POOL_DIR = "pool"
 POOL_SCHEMA = "obliviate.pool/1"
@@ -36,6 +42,27 @@ _TRAININGS = [0]
 def trainings() -> int:
     """How many models every pool of this process has trained (tests count trainings with it)."""
     return _TRAININGS[0]
+
+
+@contextlib.contextmanager
+def exclusive(path: str | os.PathLike[str], *, wait: bool = True) -> Iterator[bool]:
+    """Hold an exclusive advisory lock on the file ``path`` (created when missing).
+
+    Yields False when ``wait`` is False and another process holds it. A killed process's lock goes with it.
+    """
+    if fcntl is None:  # pragma: no cover - Windows
+        yield True
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
 
 
 def data_digest(dataset: Any) -> str:
@@ -119,11 +146,9 @@ class ModelPool:
         the pool holds no entry with the same key. The result's ``seconds`` is the training's
         (as recorded when it was trained).
         """
-        import torch
-
         from ..io import load_weights
         from ..models import build_model
-        from ..training import TrainConfig, TrainResult, train
+        from ..training import TrainConfig, TrainResult
 
         options = dict(options or {})
         parts = self.key_parts(scenario, kind, model, options, recipe, seed)
@@ -132,13 +157,27 @@ class ModelPool:
         data = scenario.train if kind == "original" else scenario.retain
         training_set = scenario.training_set if kind == "original" else scenario.retain_set
         config = TrainConfig.from_dict(dict(recipe))
-        if key in self:
+
+        def load() -> Any:
             meta = read_json(meta_path)
             net = load_weights(build_model(model, scenario.dataset, seed=seed, **options), weights)
             net.eval()
-            return TrainResult(
-                model=net, config=config, seconds=float(meta["seconds"]), seed=seed, training_set=training_set
-            ), key
+            return TrainResult(model=net, config=config, seconds=float(meta["seconds"]), seed=seed, training_set=training_set)
+
+        if key in self:
+            return load(), key
+        with exclusive(self.path / f".{key}.lock"):  # another process training the same model: wait, then load it
+            if key in self:
+                return load(), key
+            return self._train(key, parts, kind, scenario, data, config, model, options, seed, device), key
+
+    def _train(self, key: str, parts: dict[str, Any], kind: str, scenario: Any, data: Any, config: Any, *rest: Any) -> Any:
+        import torch
+
+        from ..models import build_model
+        from ..training import train
+
+        model, options, seed, device = rest
         out = train(
             build_model(model, scenario.dataset, seed=seed, **options), data, config, seed=seed, device=device, progress=False
         )
@@ -161,7 +200,7 @@ class ModelPool:
                 "made_for": scenario.name,
             },
         )
-        return out, key
+        return out
 
     def _write(self, key: str, net: Any, meta: dict[str, Any]) -> None:
         weights, meta_path = self.files(key)
@@ -194,11 +233,22 @@ class ModelPool:
         return sorted(out, key=lambda m: (m.get("created", 0), m["key"]))
 
     def leftovers(self, older_than_s: float = 3600.0) -> list[Path]:
-        """Temporary files of writes that never finished (a process killed mid-write), older than ``older_than_s``."""
+        """Files no entry needs: temporary files of writes that never finished (a process killed mid-write)
+        older than ``older_than_s``, and the training locks of complete entries (nobody waits on those).
+        """
         if not self.path.is_dir():
             return []
         cutoff = time.time() - older_than_s
-        return sorted(p for p in self.path.glob(".*") if p.is_file() and p.stat().st_mtime < cutoff)
+        out = []
+        for p in self.path.glob(".*"):
+            if not p.is_file():
+                continue
+            if p.suffix == ".lock":
+                if p.name[1:-5] in self:
+                    out.append(p)
+            elif p.stat().st_mtime < cutoff:
+                out.append(p)
+        return sorted(out)
 
     def remove(self, key: str) -> None:
         """Delete an entry's files."""

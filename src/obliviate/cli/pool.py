@@ -74,8 +74,8 @@ def run(args: argparse.Namespace) -> int:
         if args.yes:
             pool.remove(e["key"])
     stale = pool.leftovers()
-    for path in stale:  # temporary files of a process killed while writing an entry
-        print(f"{'removing' if args.yes else 'would remove'} unfinished write {path.name}")
+    for path in stale:  # temporary files of a write a kill cut short, locks of complete entries
+        print(f"{'removing' if args.yes else 'would remove'} leftover file {path.name}")
         if args.yes:
             path.unlink(missing_ok=True)
     verb = "removed" if args.yes else "unused (pass --yes to delete them)"

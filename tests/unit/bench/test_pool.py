@@ -29,7 +29,7 @@ def test_second_get_trains_nothing_and_returns_the_same_weights(tmp_path):
     before = pool_mod.trainings()
     first, key = _get(pool, sc, "original")
     assert pool.trained == 1 and pool_mod.trainings() == before + 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{key}.json", f"{key}.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [f"{key}.json", f"{key}.safetensors"]
     again = ModelPool(tmp_path)  # another invocation over the same directory
     second, key2 = _get(again, sc, "original")
     assert key2 == key and again.trained == 0 and pool_mod.trainings() == before + 1
@@ -78,3 +78,27 @@ def test_entries_and_remove(tmp_path):
     assert entry["size"] > 0 and entry["parts"]["train_set"] == sc.retain_set.to_json()
     pool.remove(key)
     assert pool.entries() == [] and key not in pool
+
+
+def test_a_model_being_trained_elsewhere_is_waited_for_not_trained_again(tmp_path):
+    import shutil
+    import threading
+
+    from obliviate.bench.pool import exclusive
+
+    ds = toy_dataset()
+    sc = parse_scenario("class:1", ds, seed=0)
+    elsewhere = ModelPool(tmp_path / "elsewhere")
+    _, key = _get(elsewhere, sc, "original")
+    shared = ModelPool(tmp_path / "shared")
+    got = {}
+    with exclusive(shared.path / f".{key}.lock"):  # another process is training this model
+        waiter = threading.Thread(target=lambda: got.update(r=_get(shared, sc, "original")))
+        waiter.start()
+        waiter.join(0.5)
+        assert waiter.is_alive()  # it waits for the lock instead of training
+        for suffix in (".safetensors", ".json"):  # the other process finishes its entry
+            shutil.copy(elsewhere.path / f"{key}{suffix}", shared.path / f"{key}{suffix}")
+    waiter.join(30)
+    assert not waiter.is_alive() and got["r"][1] == key and shared.trained == 0
+    assert shared.leftovers() == [shared.path / f".{key}.lock"]  # the lock of a complete entry is garbage
