@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import time
 import warnings
@@ -59,6 +60,7 @@ __all__ = [
     "COLLAPSE_WEIGHT",
     "MAX_STARTS",
     "search_space",
+    "parse_budget",
 ]
 
 OBJECTIVES = ("proxy", "oracle")
@@ -826,3 +828,43 @@ def _row(trial: Any) -> dict[str, Any]:
         "warnings": attrs.get("warnings", []),
         "duplicate_of": attrs.get("duplicate_of"),
     }
+
+
+_UNITS = {"s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0, "m": 60.0, "min": 60.0, "mins": 60.0, "h": 3600.0}
+_TRIALS = ("t", "trial", "trials")
+
+
+def parse_budget(text: str, flag: str = "--budget") -> tuple[float | None, int | None]:
+    """``(budget_s, n_trials)`` from ``60s``, ``1.5m``, ``90`` (seconds), ``20trials`` or both, comma-separated.
+
+    Raises:
+        InvalidConfigError: anything else, or a zero budget.
+
+    Example:
+        >>> parse_budget("60s"), parse_budget("20trials"), parse_budget("2m,10trials")
+        ((60.0, None), (None, 20), (120.0, 10))
+    """
+    seconds: float | None = None
+    trials: int | None = None
+    parts = [p.strip().lower() for p in str(text).split(",") if p.strip()]
+    bad = InvalidConfigError(
+        f"{flag} expects a time budget (60s, 1.5m), a number of trials (20trials) or both (60s,20trials); got {text!r}."
+    )
+    if not parts or len(parts) > 2:
+        raise bad
+    for part in parts:
+        m = re.fullmatch(r"(\d+(?:\.\d*)?)\s*([a-z]*)", part)
+        if m is None:
+            raise bad
+        number, unit = m.groups()
+        if unit in _TRIALS:
+            if trials is not None or "." in number or int(number) < 1:
+                raise bad
+            trials = int(number)
+        elif unit in _UNITS or unit == "":
+            if seconds is not None or float(number) <= 0:
+                raise bad
+            seconds = float(number) * _UNITS.get(unit, 1.0)
+        else:
+            raise bad
+    return seconds, trials

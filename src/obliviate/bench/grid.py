@@ -275,8 +275,7 @@ def _one_run(r: BenchRun, sc: Any, base: Any, oracle: Any, reference: Any, dev: 
         with warnings.catch_warnings(record=True) as caught:  # kept as the record's notes, not printed over the bar
             warnings.simplefilter("default")
             if r.tune is not None:
-                from ..cli.tune import parse_budget
-                from ..tuning import tune
+                from ..tuning import parse_budget, tune
 
                 budget_s, n_trials = parse_budget(r.tune["budget"], "budget")
                 tuned = tune(

@@ -270,7 +270,7 @@ def _methods(c: _Checker, tables: list[dict[str, Any]]) -> list[tuple[str, list[
             if sweep:
                 raise c.fail(f"{where}.tune", "cannot be combined with sweep (tune searches the space itself)")
             budget = raw.get("budget", "60s")
-            from ..cli.tune import parse_budget
+            from ..tuning import parse_budget
 
             try:
                 parse_budget(budget, "budget")

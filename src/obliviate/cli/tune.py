@@ -9,56 +9,16 @@ same search backs ``obliviate unlearn ... --tune 60s`` (:func:`add_tune_options`
 from __future__ import annotations
 
 import argparse
-import re
 import warnings
 from typing import Any
 
-from ..errors import InvalidConfigError
+from ..tuning import parse_budget
 from ._common import console, parse_sets, print_from_recipe, print_metrics, print_notes, unlearn_inputs, unlearn_provenance
 
 __all__ = ["add_parser", "run", "parse_budget", "add_tune_options", "tune_and_save", "TUNE_FILE", "TUNE_SCHEMA"]
 
 TUNE_FILE = "tune.json"
 TUNE_SCHEMA = "obliviate.tune/1"
-
-_UNITS = {"s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0, "m": 60.0, "min": 60.0, "mins": 60.0, "h": 3600.0}
-_TRIALS = ("t", "trial", "trials")
-
-
-def parse_budget(text: str, flag: str = "--budget") -> tuple[float | None, int | None]:
-    """``(budget_s, n_trials)`` from ``60s``, ``1.5m``, ``90`` (seconds), ``20trials`` or both, comma-separated.
-
-    Raises:
-        InvalidConfigError: anything else, or a zero budget.
-
-    Example:
-        >>> parse_budget("60s"), parse_budget("20trials"), parse_budget("2m,10trials")
-        ((60.0, None), (None, 20), (120.0, 10))
-    """
-    seconds: float | None = None
-    trials: int | None = None
-    parts = [p.strip().lower() for p in str(text).split(",") if p.strip()]
-    bad = InvalidConfigError(
-        f"{flag} expects a time budget (60s, 1.5m), a number of trials (20trials) or both (60s,20trials); got {text!r}."
-    )
-    if not parts or len(parts) > 2:
-        raise bad
-    for part in parts:
-        m = re.fullmatch(r"(\d+(?:\.\d*)?)\s*([a-z]*)", part)
-        if m is None:
-            raise bad
-        number, unit = m.groups()
-        if unit in _TRIALS:
-            if trials is not None or "." in number or int(number) < 1:
-                raise bad
-            trials = int(number)
-        elif unit in _UNITS or unit == "":
-            if seconds is not None or float(number) <= 0:
-                raise bad
-            seconds = float(number) * _UNITS.get(unit, 1.0)
-        else:
-            raise bad
-    return seconds, trials
 
 
 def add_tune_options(parser: Any, *, budget_flag: str, budget_default: str | None) -> None:
