@@ -71,6 +71,9 @@ KEEP_SLACK = 0.03
 COLLAPSE_WEIGHT = 10.0
 """Slope of the proxy's penalty on the drop beyond :data:`KEEP_SLACK` (a 13-point drop outweighs forgetting nothing)."""
 
+SAME_FAILURES = 3
+"""A search whose first trials all fail with one and the same error stops after this many (the error is raised)."""
+
 MAX_STARTS = 4
 """Most starting points (the defaults, then the presets) a new study runs before the sampler proposes."""
 
@@ -540,6 +543,9 @@ def tune(
         MissingDataError: ``objective="oracle"`` without ``reference``, or a split the method needs is empty.
         MissingDependencyError: optuna is not installed (``pip install obliviate[tune]``).
         DivergenceError: every trial failed (the trials are in the error's ``trials`` attribute).
+        UnlearningError: the first :data:`SAME_FAILURES` trials failed with the same error (of any
+            :class:`~obliviate.errors.UnlearningError` type, e.g. ``IncompatibleModelError``): the
+            search stops and that error is raised, since no searched value changes it.
 
     Example:
         >>> import obliviate as ob
@@ -610,6 +616,7 @@ def tune(
         # does, on small categorical spaces) takes the earlier value instead of running again.
         valued = {_point(t.params, searched): t for t in study.trials if _complete(t)}
         size = _space_size(searched)
+        failures: list[BaseException] = []  # the exceptions of failed trials, to tell a hopeless search early
 
         def run_trial(trial: Any) -> float:
             trial.set_user_attr("started", time.perf_counter() - search_start)
@@ -642,6 +649,7 @@ def tune(
                     )
                 except _TRIAL_FAILURES as err:
                     row["error"] = f"{type(err).__name__}: {err}"
+                    failures.append(err)
                     raise
                 except optuna.TrialPruned as err:
                     row.update(status="pruned", error=f"pruned: {err}")
@@ -667,6 +675,8 @@ def tune(
             bar.trial(row, min(best) if best else None)
             if size is not None and len(valued) >= size:  # every point of a finite space has a value: nothing left to learn
                 study_.stop()
+            if not valued and _same_failure(failures, SAME_FAILURES):  # no searched value changes it: stop the search
+                study_.stop()
             # the budget: no trial starts after it; measuring true_gap beside the proxy does not count
             if budget_s is not None and time.perf_counter() - search_start - kept["gap_seconds"] >= budget_s:
                 study_.stop()
@@ -679,6 +689,8 @@ def tune(
         trials = [_row(t) for t in study.trials if t.state != optuna.trial.TrialState.WAITING]
         complete = [t for t in study.trials if _complete(t)]
         if not complete:
+            if _same_failure(failures, SAME_FAILURES):
+                raise failures[0]  # e.g. a model the method cannot work on: its own error, not a search failure
             first = trials[0]["error"] if trials else "-"
             err = DivergenceError(
                 f"Every one of the {len(trials)} trials of tune({name!r}) failed; the first: {first}; "
@@ -784,6 +796,18 @@ def _score(
         "notes": list(result.notes),
     }
     return float(value), result, row
+
+
+def _same_failure(failures: list[BaseException], n: int) -> bool:
+    """Whether the first ``n`` trials all failed with the same error (type and message)."""
+    if len(failures) < n:
+        return False
+    first = failures[0]
+    return (
+        all(type(e) is type(first) and str(e) == str(first) for e in failures[:n])
+        and len(failures) == n
+        and isinstance(first, UnlearningError)
+    )
 
 
 def _complete(trial: Any) -> bool:

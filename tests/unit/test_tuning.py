@@ -278,6 +278,33 @@ def test_a_budget_that_fits_one_trial_says_the_result_is_no_search(classwise):
     assert not [w for w in caught if "trial fit in budget" in str(w.message)]
 
 
+@dataclass(frozen=True, kw_only=True)
+class NoConv(Knob):
+    """Fails on every model alike, whatever its hyperparameters (like ft_prune on an MLP)."""
+
+    calls: ClassVar[list[int]] = []
+
+    def _unlearn(self, model, scenario, ctx):
+        NoConv.calls.append(1)
+        raise ob.errors.IncompatibleModelError("the model has no 'conv' weights to prune")
+
+
+NoConv.name = "noconv"
+
+
+def test_a_search_whose_first_trials_fail_alike_stops_and_raises_that_error(classwise):
+    from obliviate.tuning import SAME_FAILURES
+
+    model, sc = classwise
+    NoConv.calls.clear()
+    with pytest.raises(ob.errors.IncompatibleModelError, match="no 'conv' weights"):
+        ob.tune(model, sc, NoConv(), budget_s=30, progress=False)
+    assert len(NoConv.calls) == SAME_FAILURES  # not hundreds of identical failures until the budget runs out
+    # failures that differ (they depend on the searched value) are a search failure, as before
+    with pytest.raises(DivergenceError, match="Every one of the 4 trials"):
+        ob.tune(model, sc, Knob(fail_above=-1.0), n_trials=4, space={"push": Linear(0.1, 1.0)}, progress=False)
+
+
 def test_missing_optuna_names_the_extra(classwise, monkeypatch):
     model, sc = classwise
     monkeypatch.setitem(sys.modules, "optuna", None)
