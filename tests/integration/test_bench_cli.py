@@ -298,3 +298,31 @@ def test_a_second_bench_into_the_same_directory_is_refused(capsys, tmp_path):
     assert code == 2 and "Another 'obliviate bench' is writing to" in one_error_line(err)
     with ResultStore(tmp_path / "o") as store:
         assert len(store) == 0
+
+
+def test_report_writes_one_table_per_scenario_with_every_variant(first, capsys, tmp_path):
+    _, out, _, code, text = first
+    assert code == 0, text
+    rc, stdout, err = run_cli(capsys, "report", out, "--out", tmp_path / "rep")
+    assert rc == 0, err
+    md = (tmp_path / "rep" / "report.md").read_text()
+    for heading in ("## digits · class:3 (2 seeds)", "## digits · random:0.1 (2 seeds)", "## Provenance"):
+        assert heading in md
+    for variant in ("retrain", "original", "ssd", "finetune lr=0.01", "finetune lr=0.05"):
+        assert md.count(f"| {variant}") >= 2, variant  # a row in both scenarios' tables
+    assert "digits · class:3" in stdout and "digits · random:0.1" in stdout and "ssd" in stdout  # the terminal tables
+    assert "avg gap" in md and "- threads: 1" in md
+    with ResultStore(out) as store:
+        n = len(store.records())
+    csv = (tmp_path / "rep" / "results.csv").read_text().strip().splitlines()
+    assert len(csv) == n + 1  # a header and one line per stored run
+    # an earlier report is not overwritten without --force
+    rc, _, err = run_cli(capsys, "report", out, "--out", tmp_path / "rep")
+    assert rc == 2 and "already holds report.md" in one_error_line(err)
+    assert run_cli(capsys, "report", out, "--out", tmp_path / "rep", "--force")[0] == 0
+
+
+def test_report_of_a_directory_without_a_store_exits_2(capsys, tmp_path):
+    rc, _, err = run_cli(capsys, "report", tmp_path, "--out", tmp_path / "rep")
+    assert rc == 2 and "holds no results.sqlite" in one_error_line(err)
+    assert not (tmp_path / "results.sqlite").exists() and not (tmp_path / "rep").exists()

@@ -32,7 +32,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import UnlearningError
-from . import bench, certified, demo, evaluate, methods, pool, study, train, tune, unlearn
+from . import bench, certified, demo, evaluate, methods, pool, report, study, train, tune, unlearn
 from ._common import Parser
 from ._common import parse_sets as _parse_sets  # noqa: F401  (the old private name, kept for callers)
 
@@ -50,6 +50,7 @@ COMMANDS = {
     "certified": certified,
     "bench": bench,
     "pool": pool,
+    "report": report,
 }
 
 
