@@ -7,7 +7,7 @@ import hashlib
 import platform
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,19 @@ __all__ = [
     "model_device",
     "console",
     "require",
+    "warning_notes",
 ]
+
+
+def warning_notes(caught: Iterable[warnings.WarningMessage] = (), *earlier: Iterable[str]) -> list[str]:
+    """Notes (``"Category: message"``) of recorded warnings after the ``earlier`` notes, each once, in order.
+
+    What a run record, a table row or a trials table keeps of the warnings a run raised, so that they
+    are shown beside the row instead of in the middle of a progress bar.
+    """
+    notes = [n for group in earlier for n in group]
+    notes += [f"{w.category.__name__}: {w.message}" for w in caught]
+    return list(dict.fromkeys(notes))
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:

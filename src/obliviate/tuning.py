@@ -41,12 +41,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._utils import require, resolve_device, state_digest
+from ._utils import require, resolve_device, state_digest, warning_notes
 from ._validation import Choice, IntRange, SearchSpace, check_interval, check_seed
 from .data.scenario import Scenario
 from .errors import DivergenceError, InvalidConfigError, MissingDataError, UnlearningError, UnlearningWarning
 from .evaluation import Evaluation, evaluate
-from .methods.base import EPOCH_REPORT, UnlearningMethod, UnlearningResult, make_method, recipe_of
+from .methods.base import EPOCH_REPORT, UnlearningMethod, UnlearningResult, make_method, resolve_recipe
 from .metrics.functional.gap import GAP_METRICS
 from .runs import check_training_set
 from .training import TrainResult, predict
@@ -570,11 +570,8 @@ def tune(
     budget_s, n_trials = _budget(budget_s, n_trials)
     seed = check_seed("tune", seed)
     optuna = _import_optuna()
-    if recipe is None:
-        recipe = recipe_of(model)
-    elif recipe is False:
-        recipe = None
-    base = make_method(method, preset=preset, recipe=recipe, **fixed)  # validates the method, the preset and the fixed values
+    # validates the method, the preset, the recipe and the fixed values
+    base = make_method(method, preset=preset, recipe=resolve_recipe(recipe, model, "tune"), **fixed)
     cls = type(base)
     name = cls.name or cls.__name__
     _preflight(base, scenario, recording)
@@ -657,8 +654,7 @@ def tune(
                 finally:
                     EPOCH_REPORT.reset(token)
                     row["trial_seconds"] = time.perf_counter() - t0
-                    raised = row.pop("notes", []) + [f"{w.category.__name__}: {w.message}" for w in caught]
-                    row["warnings"] = list(dict.fromkeys(raised))
+                    row["warnings"] = warning_notes(caught, row.pop("notes", []))
                     for key, val in row.items():
                         trial.set_user_attr(key, val)
             if value < kept["value"]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._utils import warning_notes
 from .pool import POOL_DIR, ModelPool
 from .spec import BenchRun, BenchSpec
 from .store import ResultStore, provenance
@@ -302,7 +303,7 @@ def _one_run(r: BenchRun, sc: Any, base: Any, oracle: Any, reference: Any, dev: 
             else:
                 result = unlearn(base, sc, r.method, seed=r.seed, device=dev, progress=False, recipe=False, **r.params)
             ev = evaluate(result, sc, reference, seed=r.seed)
-        notes = list(dict.fromkeys([*result.notes, *(f"{w.category.__name__}: {w.message}" for w in caught)]))
+        notes = warning_notes(caught, result.notes)
         return run_record(
             scenario=summary,
             method=r.method,

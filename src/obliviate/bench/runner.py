@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from .._utils import resolve_device
+from .._utils import resolve_device, warning_notes
 from .._validation import check_interval
 from ..data import load_dataset, parse_scenario
 from ..errors import DivergenceError, InvalidConfigError, UnlearningError
@@ -293,7 +293,7 @@ def _run_scenario(
                     **params,
                 )
                 ev = evaluate(out, sc, reference, metrics=metrics)
-            notes = list(dict.fromkeys([*out.notes, *(f"{w.category.__name__}: {w.message}" for w in caught)]))
+            notes = warning_notes(caught, out.notes)
             records.append(
                 run_record(
                     scenario=summary,

@@ -46,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
             con.print(f"preset {preset!r}: {values}", markup=False)
         if cls.from_recipe:
             con.print("with the original training recipe known (a run directory, a TrainResult or recipe=), the defaults of:")
-            for name, rule in cls.from_recipe.items():
-                con.print(f"  {name}: {rule.describe()}", markup=False)
+            for name in cls.from_recipe:
+                con.print(f"  {name}: {cls.describe_rule(name)}", markup=False)
         return 0
     table = Table(title="unlearning methods (obliviate methods show NAME for details)", title_justify="left")
     for col in ("name", "requires", "scenarios", "exact", "presets", "summary"):

@@ -12,6 +12,7 @@ import argparse
 import warnings
 from typing import Any
 
+from .._utils import warning_notes
 from ..tuning import parse_budget
 from ._common import console, parse_sets, print_from_recipe, print_metrics, print_notes, unlearn_inputs, unlearn_provenance
 
@@ -128,10 +129,7 @@ def tune_and_save(
         ev = evaluate(best, sc, reference=reference, seed=args.seed)
         summary = result.to_dict()
         diagnostics = {**best.diagnostics, "final_run_seconds": best.seconds, "tune_trials": float(len(result.trials))}
-        raised = [
-            f"{w.category.__name__}: {w.message}" for w in caught if "training set could not be checked" not in str(w.message)
-        ]
-        notes = list(dict.fromkeys([*best.notes, *result.best["warnings"], *raised]))
+        notes = warning_notes(caught, best.notes, result.best["warnings"])
         tune_block = {k: summary[k] for k in ("objective", "study_name", "space", "best_trial", "best_params", "best_value")}
         out.save(
             best.model,

@@ -6,6 +6,7 @@ import argparse
 import warnings
 from typing import Any
 
+from .._utils import warning_notes
 from ._common import parse_sets, print_from_recipe, print_metrics, print_notes, unlearn_inputs, unlearn_provenance
 from .tune import add_tune_options
 
@@ -57,8 +58,7 @@ def run(args: argparse.Namespace) -> int:
             warnings.simplefilter("default")
             result = method.unlearn(run_, sc, seed=args.seed, device=args.device, recording=recording, masks=masks)
             ev = evaluate(result, sc)
-        notes = list(result.notes) + [f"{w.category.__name__}: {w.message}" for w in caught]
-        notes = list(dict.fromkeys(notes))
+        notes = warning_notes(caught, result.notes)
         out.save(
             result.model,
             run_record(

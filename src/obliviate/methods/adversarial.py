@@ -35,7 +35,7 @@ from ..metrics.attacks import attacker as _attacks
 from ..metrics.attacks import heldout as _heldout
 from ..metrics.attacks import membership as _membership
 from ..models.adapter import ModelAdapter, logits_of
-from .base import FineTuneRecipe, FromRecipe, RunContext, UnlearningMethod, _us_lr, register_method
+from .base import UNLEARN_SPARSE_LR, FineTuneRecipe, FromRecipe, RunContext, UnlearningMethod, register_method
 
 __all__ = ["AdversarialGame", "AdversarialUnlearning", "barlow_twins_loss"]
 
@@ -244,7 +244,7 @@ class AdversarialUnlearning(UnlearningMethod, FineTuneRecipe):
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"forget", "retain", "val"})
-    from_recipe: ClassVar[dict[str, FromRecipe]] = _us_lr(0.01)
+    from_recipe: ClassVar[dict[str, FromRecipe]] = UNLEARN_SPARSE_LR
     presets: ClassVar[dict] = {
         "cifar10_random": {"lr": 0.01, "epochs": 3},
         "cifar100_random": {"lr": 0.01, "epochs": 5},

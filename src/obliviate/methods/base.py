@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from .._utils import Timer, resolve_device, seeded
+from .._utils import Timer, resolve_device, seeded, warning_notes
 from .._validation import Config, Interval, IntRange, Log, Options, check_interval, check_output_width, check_seed, param
 from ..data.scenario import SCENARIO_KINDS, SPLITS, Scenario, TrainingSet
 from ..errors import DivergenceError, IncompatibleModelError, InvalidConfigError, MissingDataError, UnlearningWarning
@@ -42,19 +42,18 @@ COLLAPSE_DROP = 10.0
 
 def _replay(caught: list[warnings.WarningMessage]) -> list[str]:
     """Issue the recorded warnings again (same category and origin); return them as notes, each once."""
-    notes: list[str] = []
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
-        note = f"{w.category.__name__}: {w.message}"
-        if note not in notes:
-            notes.append(note)
+    notes = warning_notes(caught)
     return notes
 
 
 __all__ = [
     "METHODS",
     "FromRecipe",
+    "UNLEARN_SPARSE_LR",
     "recipe_of",
+    "resolve_recipe",
     "register_method",
     "UnlearningMethod",
     "UnlearningResult",
@@ -83,6 +82,8 @@ class FromRecipe:
         field: The :class:`~obliviate.training.TrainConfig` field it follows.
         factor: Numbers are multiplied by it (ints rounded, at least 1); with 1.0 any value
             (an optimiser name, milestones) is copied as is.
+        reference: Instead of ``factor``: the recipe value the field's own default was set for;
+            the factor is then ``default / reference`` (the ratio, not the number, carries over).
         same_optimizer: Apply only when the recipe's optimiser is the method's (a learning-rate
             ratio between SGD and Adam means nothing).
         source: Where the relation comes from (shown by ``obliviate methods show``).
@@ -90,40 +91,68 @@ class FromRecipe:
 
     field: str
     factor: float = 1.0
+    reference: float | None = None
     same_optimizer: bool = False
     source: str = ""
 
-    def value(self, recipe: Mapping[str, Any], optimizer: str | None) -> Any:
+    def ratio(self, default: Any = None) -> float:
+        """The factor applied: ``factor``, or ``default / reference`` for a rule with a reference."""
+        if self.reference is None:
+            return self.factor
+        if isinstance(default, bool) or not isinstance(default, (int, float)):
+            raise InvalidConfigError(f"FromRecipe({self.field!r}, reference=...) needs a numeric field default; got {default!r}.")
+        return default / self.reference
+
+    def value(self, recipe: Mapping[str, Any], optimizer: str | None, default: Any = None) -> Any:
         """The default this rule gives under ``recipe`` (which may be None, e.g. ``milestones``), or
-        ``dataclasses.MISSING`` when it does not apply.
+        ``dataclasses.MISSING`` when it does not apply. ``default`` is the field's own default.
         """
         if self.field not in recipe:
             return dataclasses.MISSING
         if self.same_optimizer and recipe.get("optimizer", TrainConfig().optimizer) != optimizer:
             return dataclasses.MISSING
-        value = recipe[self.field]
-        if self.factor == 1.0 or value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        value, factor = recipe[self.field], self.ratio(default)
+        if factor == 1.0 or value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
             return value
         if isinstance(value, int):
-            return max(1, round(value * self.factor))
-        return float(value * self.factor)
+            return max(1, round(value * factor))
+        return float(value * factor)
 
-    def describe(self) -> str:
-        """``0.1 x the recipe's lr (Unlearn-Sparse ...)``."""
-        what = f"the recipe's {self.field}" if self.factor == 1.0 else f"{self.factor:g} x the recipe's {self.field}"
+    def describe(self, default: Any = None) -> str:
+        """``0.1 x the recipe's lr, when it trains with the same optimiser (...)``."""
+        factor = self.ratio(default) if self.reference is None or default is not None else None
+        if factor is None:
+            what = f"(default / {self.reference:g}) x the recipe's {self.field}"
+        else:
+            what = f"the recipe's {self.field}" if factor == 1.0 else f"{factor:g} x the recipe's {self.field}"
         when = ", when it trains with the same optimiser" if self.same_optimizer else ""
         return what + when + (f" ({self.source})" if self.source else "")
 
 
-def _us_lr(default: float) -> dict[str, FromRecipe]:
-    """The learning rate of a method whose default was set for Unlearn-Sparse's CIFAR recipe (SGD, lr 0.1).
+UNLEARN_SPARSE_LR: dict[str, FromRecipe] = {
+    "lr": FromRecipe(
+        "lr", reference=0.1, same_optimizer=True, source="its default was set for a model trained at lr 0.1 (Unlearn-Sparse)"
+    )
+}
+"""The ``from_recipe`` of the methods whose defaults were set for Unlearn-Sparse's CIFAR recipe (SGD, lr 0.1).
 
-    Unlearn-Sparse runs every iterative method with the optimiser of its pre-training (one
-    driver: SGD, momentum 0.9, weight decay 5e-4) at a learning rate stated for a model trained at
-    lr 0.1; the ratio, not the number, carries over to another recipe.
+Unlearn-Sparse runs every iterative method with the optimiser of its pre-training (one driver: SGD,
+momentum 0.9, weight decay 5e-4) at a learning rate stated for a model trained at lr 0.1; the
+ratio of the method's default lr to 0.1 carries over to another SGD recipe.
+"""
+
+
+def resolve_recipe(recipe: Any, model: Any, owner: str) -> dict[str, Any] | None:
+    """The recipe a call scales defaults from: ``recipe`` itself, the one ``model`` carries (None,
+    see :func:`recipe_of`), or none (False).
     """
-    source = f"default {default:g} for a model trained at lr 0.1"
-    return {"lr": FromRecipe("lr", default / 0.1, same_optimizer=True, source=source)}
+    if recipe is None:
+        return recipe_of(model)
+    if recipe is False:
+        return None
+    if recipe is True:
+        raise InvalidConfigError(f"The 'recipe' argument of {owner} takes a TrainConfig, a mapping, None or False; got True.")
+    return check_recipe(recipe, owner)
 
 
 def recipe_of(model: Any) -> dict[str, Any] | None:
@@ -527,6 +556,12 @@ class UnlearningMethod(Config):
         return TrainConfig.from_dict({**fixed, **shared})
 
     @classmethod
+    def describe_rule(cls, name: str) -> str:
+        """How the default of ``name`` follows the recipe (its :class:`FromRecipe`, with the field's default)."""
+        default = {f.name: f.default for f in dataclasses.fields(cls)}.get(name)
+        return cls.from_recipe[name].describe(default)
+
+    @classmethod
     def recipe_defaults(cls, recipe: Mapping[str, Any] | None, given: Mapping[str, Any]) -> dict[str, Any]:
         """The defaults ``recipe`` gives to the fields of :attr:`from_recipe` that ``given`` (the
         caller's values and the preset's) leaves unset.
@@ -539,7 +574,7 @@ class UnlearningMethod(Config):
         for name, rule in cls.from_recipe.items():
             if name in given:
                 continue
-            value = rule.value(recipe, optimizer)
+            value = rule.value(recipe, optimizer, defaults.get(name))
             if value is not dataclasses.MISSING:
                 out[name] = value
         return out
@@ -559,7 +594,7 @@ class UnlearningMethod(Config):
             "presets": sorted(cls.presets),
             "defaults": cls().to_dict(),
             "search": {name: space.describe() for name, space in cls.search_space().items()},
-            "from_recipe": {name: rule.describe() for name, rule in cls.from_recipe.items()},
+            "from_recipe": {name: cls.describe_rule(name) for name in cls.from_recipe},
         }
 
 
@@ -632,13 +667,7 @@ def unlearn(
         >>> out.method, out.config["alpha"]
         ('ssd', 10.0)
     """
-    if recipe is None:
-        recipe = recipe_of(model)
-    elif recipe is False or recipe is True:
-        if recipe is True:
-            raise InvalidConfigError("The 'recipe' argument of unlearn takes a TrainConfig, a mapping, None or False; got True.")
-        recipe = None
-    instance = make_method(method, preset=preset, recipe=recipe, **hyperparameters)
+    instance = make_method(method, preset=preset, recipe=resolve_recipe(recipe, model, "unlearn"), **hyperparameters)
     return instance.unlearn(
         model,
         scenario,

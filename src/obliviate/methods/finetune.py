@@ -8,7 +8,7 @@ from typing import ClassVar
 from torch import nn
 
 from ..data.scenario import Scenario
-from .base import FineTuneRecipe, FromRecipe, RunContext, UnlearningMethod, _us_lr, register_method
+from .base import UNLEARN_SPARSE_LR, FineTuneRecipe, FromRecipe, RunContext, UnlearningMethod, register_method
 from .lora import LoraFields
 
 __all__ = ["Finetune"]
@@ -50,7 +50,7 @@ class Finetune(UnlearningMethod, FineTuneRecipe, LoraFields):
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"retain"})
-    from_recipe: ClassVar[dict[str, FromRecipe]] = _us_lr(0.01)
+    from_recipe: ClassVar[dict[str, FromRecipe]] = UNLEARN_SPARSE_LR
     presets: ClassVar[dict] = {
         "digits": {"epochs": 3, "lr": 0.1, "batch_size": 64, "schedule": "cosine"},
     }

@@ -14,7 +14,7 @@ from ..data.scenario import Scenario
 from ..errors import MissingDataError
 from ..models.adapter import logits_of
 from ..training import accuracy
-from .base import FineTuneRecipe, FromRecipe, RunContext, UnlearningMethod, _us_lr, register_method
+from .base import UNLEARN_SPARSE_LR, FineTuneRecipe, FromRecipe, RunContext, UnlearningMethod, register_method
 
 __all__ = ["GradientAscent"]
 
@@ -56,7 +56,7 @@ class GradientAscent(UnlearningMethod, FineTuneRecipe):
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"forget"})
-    from_recipe: ClassVar[dict[str, FromRecipe]] = _us_lr(0.0001)
+    from_recipe: ClassVar[dict[str, FromRecipe]] = UNLEARN_SPARSE_LR
     presets: ClassVar[dict] = {
         "digits": {"epochs": 40, "lr": 0.003, "batch_size": 16, "grad_clip": 1.0, "match_val": True},
     }

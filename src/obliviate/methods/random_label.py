@@ -11,7 +11,7 @@ from torch import nn
 
 from ..data.base import Concat, Relabeled
 from ..data.scenario import Scenario
-from .base import FineTuneRecipe, FromRecipe, RunContext, UnlearningMethod, _us_lr, register_method
+from .base import UNLEARN_SPARSE_LR, FineTuneRecipe, FromRecipe, RunContext, UnlearningMethod, register_method
 from .lora import LoraFields
 
 __all__ = ["RandomLabel", "random_wrong_labels"]
@@ -63,7 +63,7 @@ class RandomLabel(UnlearningMethod, FineTuneRecipe, LoraFields):
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
-    from_recipe: ClassVar[dict[str, FromRecipe]] = _us_lr(0.01)
+    from_recipe: ClassVar[dict[str, FromRecipe]] = UNLEARN_SPARSE_LR
     presets: ClassVar[dict] = {
         "digits": {"epochs": 4, "lr": 0.02, "batch_size": 64, "schedule": "cosine"},
         "amnesiac": {"epochs": 3, "lr": 1e-4, "optimizer": "adam", "batch_size": 128, "weight_decay": 0.0},

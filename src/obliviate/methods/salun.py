@@ -17,7 +17,7 @@ from .._validation import Interval, IntRange, Linear, Log, param
 from ..data.base import Concat, Relabeled, iterate_batches
 from ..data.scenario import Scenario
 from ..models.adapter import logits_of
-from .base import FineTuneRecipe, FromRecipe, RunContext, UnlearningMethod, _us_lr, register_method
+from .base import UNLEARN_SPARSE_LR, FineTuneRecipe, FromRecipe, RunContext, UnlearningMethod, register_method
 from .random_label import random_wrong_labels
 
 __all__ = ["SalUn", "saliency", "saliency_mask"]
@@ -122,7 +122,7 @@ class SalUn(UnlearningMethod, FineTuneRecipe):
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
-    from_recipe: ClassVar[dict[str, FromRecipe]] = _us_lr(0.013)
+    from_recipe: ClassVar[dict[str, FromRecipe]] = UNLEARN_SPARSE_LR
     presets: ClassVar[dict] = {
         "digits": {"epochs": 4, "lr": 0.02, "batch_size": 64, "schedule": "cosine", "mask_ratio": 0.5},
     }

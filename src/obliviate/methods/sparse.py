@@ -16,7 +16,7 @@ from ..data.scenario import Scenario
 from ..errors import InvalidConfigError
 from ..models.adapter import ModelAdapter, logits_of
 from ..pruning import fit_from_epoch, magnitude_masks, prunable_parameters, random_masks, run_masks, sparsity
-from .base import FineTuneRecipe, FromRecipe, RunContext, UnlearningMethod, _us_lr, register_method
+from .base import UNLEARN_SPARSE_LR, FineTuneRecipe, FromRecipe, RunContext, UnlearningMethod, register_method
 from .gradient_ascent import GradientAscent
 from .lora import LoraFields, effective_l1
 
@@ -79,7 +79,7 @@ class L1Sparse(UnlearningMethod, FineTuneRecipe, LoraFields):
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"retain"})
-    from_recipe: ClassVar[dict[str, FromRecipe]] = _us_lr(0.01)
+    from_recipe: ClassVar[dict[str, FromRecipe]] = UNLEARN_SPARSE_LR
     presets: ClassVar[dict] = {
         "digits": {"epochs": 3, "lr": 0.1, "batch_size": 64, "schedule": "cosine", "alpha": 1e-2},
     }
@@ -206,7 +206,7 @@ class FinetunePrune(UnlearningMethod, FineTuneRecipe):
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"retain"})
-    from_recipe: ClassVar[dict[str, FromRecipe]] = _us_lr(0.01)
+    from_recipe: ClassVar[dict[str, FromRecipe]] = UNLEARN_SPARSE_LR
     presets: ClassVar[dict] = {
         "digits": {"epochs": 4, "lr": 0.1, "batch_size": 64, "schedule": "cosine", "rate": 0.5},
     }
