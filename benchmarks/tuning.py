@@ -45,6 +45,7 @@ from scipy.stats import spearmanr
 
 import obliviate as ob
 from obliviate.errors import UnlearningError
+from obliviate.methods._cache import clear_importance_cache
 from obliviate.metrics.functional.gap import GAP_METRICS
 from obliviate.runs import DIGITS_RECIPE
 
@@ -117,6 +118,7 @@ def run_method(
     out: dict[str, Any] = {"oracle_seconds": ctx["oracle"].seconds}
 
     def fixed_run(**kw: Any) -> dict[str, Any]:
+        clear_importance_cache()  # timed cold: no SSD importance, Fisher diagonal or IU gradients from an earlier run
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -131,6 +133,7 @@ def run_method(
         out["preset"] = fixed_run(preset="digits") if dataset == "digits" and "digits" in cls.presets else None
     for objective in [s for s in ("proxy", "oracle") if s in settings]:
         try:
+            clear_importance_cache()  # each search starts cold (its own trials then share what they compute)
             tr = ob.tune(ctx["base"], ctx["sc"], method, budget_s=budget, objective=objective, reference=ctx["ref"], **common)
         except UnlearningError as err:
             out[objective] = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
