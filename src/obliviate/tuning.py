@@ -795,15 +795,11 @@ def _score(
 
 
 def _same_failure(failures: list[BaseException], n: int) -> bool:
-    """Whether the first ``n`` trials all failed with the same error (type and message)."""
-    if len(failures) < n:
+    """Whether at least ``n`` trials failed, all with one and the same :class:`UnlearningError` (type and message)."""
+    if len(failures) < n or not isinstance(failures[0], UnlearningError):
         return False
     first = failures[0]
-    return (
-        all(type(e) is type(first) and str(e) == str(first) for e in failures[:n])
-        and len(failures) == n
-        and isinstance(first, UnlearningError)
-    )
+    return all(type(e) is type(first) and str(e) == str(first) for e in failures)
 
 
 def _complete(trial: Any) -> bool:
