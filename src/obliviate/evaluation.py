@@ -47,12 +47,16 @@ class Evaluation:
             ``reference`` of others.
         forget_probs: The model's float64 softmax outputs on D_f (the divergence metrics of an
             evaluation that uses this one as its reference read them).
+        splits: The model's outputs on every split the metrics read (``"forget"``, ``"val"``,
+            ``"test_retain"`` ...), as :class:`~obliviate.metrics.context.SplitOutputs`; the
+            bench report's loss histograms and ROC curves are drawn from them without another pass.
     """
 
     metrics: dict[str, float]
     scenario: str
     model: nn.Module = field(repr=False)
     forget_probs: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+    splits: dict[str, Any] = field(repr=False, default_factory=dict)
 
     def __getitem__(self, name: str) -> float:
         return self.metrics[name]
@@ -196,4 +200,6 @@ def _evaluate(
     )
     chosen = set(wanted)
     out = {n: ctx.metric(n) for n in METRICS.names() if n in chosen}
-    return Evaluation(metrics=out, scenario=scenario.name, model=model, forget_probs=ctx.forget.probs)
+    return Evaluation(
+        metrics=out, scenario=scenario.name, model=model, forget_probs=ctx.forget.probs, splits=ctx.computed_outputs()
+    )

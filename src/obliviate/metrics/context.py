@@ -219,6 +219,10 @@ class MetricContext:
             self._memo[key] = fn()
         return self._memo[key]
 
+    def computed_outputs(self) -> dict[str, SplitOutputs]:
+        """The splits whose outputs this context has computed so far, by name."""
+        return {k[1]: v for k, v in self._memo.items() if isinstance(k, tuple) and k[0] == "outputs"}
+
     def metric(self, name: str) -> float:
         """The value of the registered metric ``name`` on this context (computed once)."""
         return self.memo(("metric", name), lambda: METRICS.get(name)().compute(self))
