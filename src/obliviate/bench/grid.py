@@ -5,8 +5,17 @@ key the store holds is skipped, so a grid killed at any point (``kill -9`` inclu
 by running the same command again, every run recorded once. Per (dataset, seed, scenario) the
 original and the oracle come from the :class:`~obliviate.bench.pool.ModelPool` (trained only when
 absent); every variant is unlearned (or tuned, with ``ob.tune``) cold (SSD's importance cache
-emptied first) and evaluated against the oracle, as in :func:`obliviate.bench.run`. Every run uses
-the same torch thread count (``torch.set_num_threads`` and ``OMP_NUM_THREADS``), recorded with it.
+emptied first) and evaluated against the oracle, with the record functions of
+:func:`obliviate.bench.run` (:func:`~obliviate.bench.runner.variant_record` ...). Every run uses the
+same torch thread count (``torch.set_num_threads`` and ``OMP_NUM_THREADS``), recorded with it.
+
+Two backends run the same function per run (:func:`execute_run`): ``local`` in this process, one
+run after the other; ``ray``, one Ray task per run (``num_cpus`` = the thread count, ``num_gpus``
+on a GPU), on a Ray instance started here or an existing cluster (``address``). The pool is a
+directory both read and write (on a cluster: a shared filesystem), and its per-entry locks make
+concurrent tasks train each model once. Only the driver writes the store, as each task ends.
+A run depends only on its key's parts and the thread count (every random draw is seeded, every
+cache emptied), so both backends give identical metrics.
 """
 
 from __future__ import annotations
@@ -14,18 +23,16 @@ from __future__ import annotations
 import os
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._utils import warning_notes
 from .pool import POOL_DIR, ModelPool
-from .spec import BenchRun, BenchSpec
+from .spec import BenchRun, BenchSpec, DatasetSpec
 from .store import ResultStore, provenance
 
-__all__ = ["run_grid", "plan_grid", "GridPlan", "GridProgress", "LOCK_FILE"]
+__all__ = ["run_grid", "plan_grid", "GridPlan", "GridProgress", "LOCK_FILE", "BACKENDS"]
 
 LOCK_FILE = ".bench.lock"
 
@@ -132,6 +139,9 @@ def run_grid(
     device: str = "auto",
     progress: bool | None = False,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    gpus_per_run: float | None = None,
 ) -> dict[str, int]:
     """Run every run of ``spec`` that ``out``'s store does not hold; returns counts.
 
@@ -143,23 +153,31 @@ def run_grid(
         device: "auto", "cpu", "cuda" ...
         progress: True: a rich bar with an ETA; False: nothing; None: the bar on a terminal, else lines.
         on_record: Called with every record written.
+        backend: ``"local"`` (in this process) or ``"ray"`` (one Ray task per run).
+        address: The Ray cluster to join (``"auto"``, ``"HOST:PORT"``); None: start a local Ray
+            instance with this machine's cores (or use the one this process already started).
+        gpus_per_run: ``num_gpus`` of each Ray task (None: 1 when ``device`` is a GPU, else 0).
 
     Returns:
         ``{"runs", "skipped", "recorded", "trained"}``.
 
     Raises:
         InvalidConfigError: ``out``'s store holds runs of this grid made with another thread count
-            (and the grid is not complete), or another process is running a grid into ``out``.
+            (and the grid is not complete), another process is running a grid into ``out``, or
+            an unknown backend.
+        MissingDependencyError: ``backend="ray"`` without Ray installed (``pip install obliviate[ray]``).
         KeyboardInterrupt: passed on after the store is closed (every finished run is kept).
     """
-    out = Path(out)
-    models = pool if isinstance(pool, ModelPool) else ModelPool(pool if pool is not None else out / POOL_DIR)
-    n_threads = spec.threads if threads is None else threads
     import torch
 
     from ..errors import InvalidConfigError
     from .pool import exclusive
 
+    if backend not in BACKENDS:
+        raise InvalidConfigError(f"Unknown bench backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+    out = Path(out)
+    models = pool if isinstance(pool, ModelPool) else ModelPool(pool if pool is not None else out / POOL_DIR)
+    n_threads = spec.threads if threads is None else threads
     out.mkdir(parents=True, exist_ok=True)
     saved = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
     pin_threads(n_threads)
@@ -170,13 +188,16 @@ def run_grid(
                     f"Another 'obliviate bench' is writing to {str(out)!r}; wait for it to end, or write to another --out "
                     "(a --pool directory may be shared)."
                 )
-            return _run_grid(spec, out, models, n_threads, device, progress, on_record)
+            return _run_grid(spec, out, models, n_threads, device, progress, on_record, backend, address, gpus_per_run)
     finally:  # the caller's settings come back (a CLI process ends anyway)
         torch.set_num_threads(saved[0])
         if saved[1] is None:
             os.environ.pop("OMP_NUM_THREADS", None)
         else:
             os.environ["OMP_NUM_THREADS"] = saved[1]
+
+
+BACKENDS = ("local", "ray")
 
 
 def _run_grid(
@@ -187,16 +208,14 @@ def _run_grid(
     device: str,
     progress: bool | None,
     on_record: Callable[[dict[str, Any]], None] | None,
+    backend: str,
+    address: str | None,
+    gpus_per_run: float | None,
 ) -> dict[str, int]:
     from .._utils import resolve_device
-    from ..evaluation import evaluate
 
     dev = resolve_device(device)
-    prov = provenance(dev, n_threads)
-    trained_before = models.trained
     counts = {"runs": len(spec.runs), "skipped": 0, "recorded": 0, "trained": 0}
-    cache: dict[Any, Any] = {}
-    refs: dict[tuple[str, ...], Any] = {}
     with ResultStore(out) as store:
         stored = store.keys()
         mine = {r.key for r in spec.runs}
@@ -211,114 +230,177 @@ def _run_grid(
         todo = [r for r in spec.runs if r.key not in stored]
         counts["skipped"] = len(spec.runs) - len(todo)
         bar = GridProgress(len(todo), progress, spec.name)
+
+        def keep(record: dict[str, Any], prov: dict[str, Any], r: BenchRun) -> None:
+            pool_keys = [record["bench"]["pool"]["original"], record["bench"]["pool"]["oracle"]]
+            if store.add(r.key, record, kind=r.kind, provenance=prov, spec=spec.name, label=r.label, pool_keys=pool_keys):
+                counts["recorded"] += 1  # else another process recorded the key meanwhile: its row stays
+            if on_record is not None:
+                on_record(record)
+            bar.finish(_what(r) + ("" if record["status"] == "ok" else f" {record['status']}"))
+
         try:
-            for r in todo:
-                what = f"seed {r.seed} · {r.dataset.name} · {r.scenario} · {r.label}"
-                bar.start(what)
-                sc = _scenario(r, cache)
-                d = r.dataset
-                base, kb = models.get_or_train(
-                    sc, "original", model=d.model, options=d.model_options, recipe=d.recipe, seed=r.seed, device=dev
-                )
-                oracle, ko = models.get_or_train(
-                    sc, "oracle", model=d.model, options=d.model_options, recipe=d.recipe, seed=r.seed, device=dev
-                )
-                gk = (d.name, d.model, r.scenario, str(r.seed), kb, ko)
-                if gk not in refs:
-                    refs[gk] = evaluate(oracle, sc, oracle, seed=r.seed)
-                record = _one_run(r, sc, base, oracle, refs[gk], dev)
-                record["bench"] = {"spec": spec.name, "key": r.key, "pool": {"original": kb, "oracle": ko}, "threads": n_threads}
-                if store.add(r.key, record, kind=r.kind, provenance=prov, spec=spec.name, label=r.label, pool_keys=[kb, ko]):
-                    counts["recorded"] += 1  # else another process recorded the key meanwhile: its row stays
-                if on_record is not None:
-                    on_record(record)
-                bar.finish(what + ("" if record["status"] == "ok" else f" {record['status']}"))
+            if backend == "local":
+                trained_before = models.trained
+                try:
+                    prov = provenance(dev, n_threads)
+                    cache: dict[Any, Any] = {}
+                    recorded = _recorded_datasets(spec)
+                    for r in todo:
+                        bar.start(_what(r))
+                        keep(_one_run(r, models, dev, cache, spec.name, n_threads, recorded), prov, r)
+                finally:
+                    counts["trained"] = models.trained - trained_before
+            else:
+                counts["trained"] = _run_on_ray(spec, todo, models, dev, n_threads, keep, bar, address, gpus_per_run)
         finally:
             bar.close()
-            counts["trained"] = models.trained - trained_before
     return counts
 
 
-def _one_run(r: BenchRun, sc: Any, base: Any, oracle: Any, reference: Any, dev: Any) -> dict[str, Any]:
-    from ..errors import DivergenceError, UnlearningError
+def _what(r: BenchRun) -> str:
+    return f"seed {r.seed} · {r.dataset.name} · {r.scenario} · {r.label}"
+
+
+def _dataset_id(d: DatasetSpec) -> tuple[str, str, str]:
+    from ..io import canonical_json
+
+    return d.name, d.model, canonical_json(d.model_options)
+
+
+def _recorded_datasets(spec: BenchSpec) -> frozenset[tuple[str, str, str]]:
+    """The datasets whose original some run of the grid unrolls (its training is recorded when it is trained)."""
+    from ..methods import METHODS
+
+    return frozenset(_dataset_id(r.dataset) for r in spec.runs if r.kind == "unlearn" and METHODS.get(r.method).needs_recording)
+
+
+def _one_run(
+    r: BenchRun,
+    models: ModelPool,
+    dev: Any,
+    cache: dict[Any, Any],
+    spec_name: str,
+    n_threads: int,
+    recorded: frozenset[tuple[str, str, str]] = frozenset(),
+) -> dict[str, Any]:
+    """The record of one run, its models from the pool (trained when absent); ``cache`` keeps data and oracle evaluations.
+
+    ``recorded``: the datasets whose original is trained with a recording (some run of the grid needs it).
+    """
     from ..evaluation import evaluate
-    from ..methods import unlearn
-    from ..methods.ssd import clear_importance_cache
-    from ..report import run_record
+    from ..methods import METHODS
+    from .runner import oracle_record, original_record, variant_record
 
-    summary = sc.summary()
-    oracle_seconds = oracle.seconds
+    sc = _scenario(r, cache)
+    d = r.dataset
+    needs_recording = r.kind == "unlearn" and METHODS.get(r.method).needs_recording
+    common = {"model": d.model, "options": d.model_options, "recipe": d.recipe, "seed": r.seed, "device": dev}
+    base, kb = models.get_or_train(
+        sc, "original", record=needs_recording, record_if_training=_dataset_id(r.dataset) in recorded, **common
+    )
+    oracle, ko = models.get_or_train(sc, "oracle", **common)
+    gk = ("reference", d.name, d.root, d.val_seed, r.scenario, r.seed, kb, ko)
+    if gk not in cache:
+        cache[gk] = evaluate(oracle, sc, oracle, seed=r.seed)
+    reference = cache[gk]
     if r.kind == "retrain":
-        return run_record(
-            scenario=summary,
-            method="retrain",
-            params=oracle.config.to_dict(),
+        record = oracle_record(sc, oracle, reference, r.seed, curves=True)
+    elif r.kind == "original":
+        record = original_record(sc, base, reference, r.seed, oracle_seconds=oracle.seconds, eval_seed=r.seed, curves=True)
+    else:
+        if r.tune is not None:  # ob.tune resolves the preset and the recipe itself
+            kwargs: dict[str, Any] = {"preset": r.preset, **r.params}
+        else:  # the spec resolved preset and recipe into the params (they are the run key's)
+            kwargs = {"recipe": False, **r.params}
+        if needs_recording:
+            kwargs["recording"] = base.recording
+        record = variant_record(
+            base,
+            sc,
+            r.method,
             seed=r.seed,
-            metrics=reference.to_dict(),
-            seconds=oracle.seconds,
-            oracle_seconds=oracle_seconds,
-            preset="original recipe",
+            device=dev,
+            reference=reference,
+            oracle_seconds=oracle.seconds,
+            unlearn_kwargs=kwargs,
+            label=r.label,
+            preset=r.preset,
+            eval_seed=r.seed,
+            tune=r.tune,
+            oracle_model=oracle,
+            curves=True,
         )
-    if r.kind == "original":
-        ev = evaluate(base, sc, reference, seed=r.seed)
-        return run_record(
-            scenario=summary,
-            method="original",
-            params={},
-            seed=r.seed,
-            metrics=ev.to_dict(),
-            oracle_seconds=oracle_seconds,
-            preset=None,
-        )
-    extra: dict[str, Any] = {"preset": r.preset, **({"label": r.label} if r.label != r.method else {})}
-    try:
-        clear_importance_cache()  # every run is timed cold
-        with warnings.catch_warnings(record=True) as caught:  # kept as the record's notes, not printed over the bar
-            warnings.simplefilter("default")
-            if r.tune is not None:
-                from ..tuning import parse_budget, tune
+    record["bench"] = {"spec": spec_name, "key": r.key, "pool": {"original": kb, "oracle": ko}, "threads": n_threads}
+    return record
 
-                budget_s, n_trials = parse_budget(r.tune["budget"], "budget")
-                tuned = tune(
-                    base,
-                    sc,
-                    r.method,
-                    budget_s=budget_s,
-                    n_trials=n_trials,
-                    objective=r.tune["objective"],
-                    reference=oracle if r.tune["objective"] == "oracle" else None,
-                    seed=r.seed,
-                    progress=False,
-                    device=dev,
-                    preset=r.preset,
-                    **r.params,
-                )
-                result = tuned.best_result
-                extra["tune"] = {
-                    **r.tune,
-                    "best_params": tuned.best_params,
-                    "trials": len(tuned.trials),
-                    "seconds": tuned.seconds,
-                }
-            else:
-                result = unlearn(base, sc, r.method, seed=r.seed, device=dev, progress=False, recipe=False, **r.params)
-            ev = evaluate(result, sc, reference, seed=r.seed)
-        notes = warning_notes(caught, result.notes)
-        return run_record(
-            scenario=summary,
-            method=r.method,
-            params=result.config,
-            seed=r.seed,
-            status=result.status,
-            notes=notes,
-            metrics=ev.to_dict(),
-            seconds=result.seconds,
-            oracle_seconds=oracle_seconds,
-            diagnostics=result.diagnostics,
-            **extra,
-        )
-    except UnlearningError as e:
-        status = "diverged" if isinstance(e, DivergenceError) else "failed"
-        return run_record(
-            scenario=summary, method=r.method, seed=r.seed, status=status, error=str(e), oracle_seconds=oracle_seconds, **extra
-        )
+
+# ------------------------------------------------------------------------------------------ Ray
+
+_WORKER_CACHE: dict[Any, Any] = {}  # a Ray worker process keeps its loaded data and oracle evaluations between tasks
+
+
+def _ray_task(
+    r: BenchRun, pool_dir: str, device: str, n_threads: int, spec_name: str, recorded: frozenset[tuple[str, str, str]]
+) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """One run in a Ray worker: ``(record, provenance, models trained)``."""
+    from .._utils import resolve_device
+
+    pin_threads(n_threads)
+    dev = resolve_device(device)
+    models = ModelPool(pool_dir)
+    record = _one_run(r, models, dev, _WORKER_CACHE, spec_name, n_threads, recorded)
+    return record, provenance(dev, n_threads), models.trained
+
+
+def _run_on_ray(
+    spec: BenchSpec,
+    todo: list[BenchRun],
+    models: ModelPool,
+    dev: Any,
+    n_threads: int,
+    keep: Callable[[dict[str, Any], dict[str, Any], BenchRun], None],
+    bar: GridProgress,
+    address: str | None,
+    gpus_per_run: float | None,
+) -> int:
+    """Submit one Ray task per run, keep each record as its task ends; returns the models trained."""
+    from ..errors import MissingDependencyError
+
+    try:
+        import ray
+    except ImportError:
+        raise MissingDependencyError(
+            "The ray backend of 'obliviate bench' needs Ray: pip install 'obliviate[ray]' (or pip install ray)."
+        ) from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        env = {"env_vars": {"OMP_NUM_THREADS": str(n_threads)}}
+        if address is None:
+            ray.init(include_dashboard=False, log_to_driver=False, runtime_env=env)
+        else:
+            ray.init(address=address, log_to_driver=False, runtime_env=env)
+    gpus = gpus_per_run if gpus_per_run is not None else (1.0 if dev.type == "cuda" else 0.0)
+    task = ray.remote(num_cpus=n_threads, num_gpus=gpus, max_retries=0)(_ray_task)
+    pool_dir = str(models.path.resolve())
+    recorded = _recorded_datasets(spec)
+    pending = {task.remote(r, pool_dir, str(dev), n_threads, spec.name, recorded): r for r in todo}
+    trained = 0
+    try:
+        if todo:
+            bar.start(f"{len(todo)} runs as Ray tasks")
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                r = pending.pop(ref)
+                record, prov, n = ray.get(ref)
+                trained += n
+                keep(record, prov, r)
+    except BaseException:
+        for ref in pending:  # Ctrl-C or a failed task: stop the rest, keep what finished
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        if started_here:
+            ray.shutdown()
+    return trained

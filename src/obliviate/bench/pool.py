@@ -11,7 +11,12 @@ invocations (``obliviate bench ... --pool P``) never trains the same model twice
 
 Files: ``<key>.safetensors`` (the weights) and ``<key>.json`` (what it is, the key's parts, the
 training seconds, when it was made), each written to a temporary name and renamed into place;
-an entry exists when both files do.
+an entry exists when both files do. An original that a recording-based method (``sgu``,
+``amnesiac``) needs is trained with ``record=True, record_updates=True`` and its
+:class:`~obliviate.recording.Recording` kept beside it in ``<key>.recording/`` (safetensors and
+JSON, written to a temporary directory and renamed into place). Recording does not change the
+weights (bit for bit), so the key is the same; an entry trained without its recording gets it
+by training once more with recording on, and the weights are checked to be the stored ones.
 """
 
 from __future__ import annotations
@@ -124,6 +129,16 @@ class ModelPool:
         """``(<key>.safetensors, <key>.json)``."""
         return self.path / f"{key}.safetensors", self.path / f"{key}.json"
 
+    def recording_dir(self, key: str) -> Path:
+        """``<key>.recording/``: the entry's training recording, when it has one."""
+        return self.path / f"{key}.recording"
+
+    def has_recording(self, key: str) -> bool:
+        """Whether the entry ``key`` holds its training recording."""
+        from ..recording import RECORDING_META
+
+        return (self.recording_dir(key) / RECORDING_META).is_file()
+
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and all(p.is_file() for p in self.files(key))
 
@@ -138,13 +153,23 @@ class ModelPool:
         seed: int,
         options: Mapping[str, Any] | None = None,
         device: Any = "auto",
+        record: bool = False,
+        record_if_training: bool = False,
     ) -> tuple[Any, str]:
         """The ``kind`` model of ``scenario`` as a :class:`~obliviate.training.TrainResult`, and its key.
 
         An original is trained on ``scenario.train``, an oracle on ``scenario.retain``, from
         ``build_model(model, dataset, seed=seed, **options)`` with ``recipe`` and ``seed``; only when
         the pool holds no entry with the same key. The result's ``seconds`` is the training's
-        (as recorded when it was trained).
+        (as recorded when it was trained). With ``record`` the result carries the training's
+        :class:`~obliviate.recording.Recording` (with every step's update), made once and kept.
+        ``record_if_training`` records (and keeps) it when the model is trained now, without
+        loading it: a grid whose other runs need the recording trains the original once.
+
+        Raises:
+            IncompatibleModelError: training again to record gave other weights than the stored
+                ones (the training is not reproducible here, e.g. another torch build); the stored
+                entry is left as it is.
         """
         from ..io import load_weights
         from ..models import build_model
@@ -159,30 +184,66 @@ class ModelPool:
         config = TrainConfig.from_dict(dict(recipe))
 
         def load() -> Any:
+            from ..recording import Recording
+
             meta = read_json(meta_path)
             net = load_weights(build_model(model, scenario.dataset, seed=seed, **options), weights)
             net.eval()
-            return TrainResult(model=net, config=config, seconds=float(meta["seconds"]), seed=seed, training_set=training_set)
+            recording = Recording.load(self.recording_dir(key)) if record else None
+            return TrainResult(
+                model=net,
+                config=config,
+                seconds=float(meta["seconds"]),
+                seed=seed,
+                training_set=training_set,
+                recording=recording,
+            )
 
-        if key in self:
+        def ready() -> bool:
+            return key in self and (not record or self.has_recording(key))
+
+        if ready():
             return load(), key
         with exclusive(self.path / f".{key}.lock"):  # another process training the same model: wait, then load it
-            if key in self:
+            if ready():
                 return load(), key
-            return self._train(key, parts, kind, scenario, data, config, model, options, seed, device), key
+            rest = (model, options, seed, device, record or record_if_training)
+            return self._train(key, parts, kind, scenario, data, config, *rest), key
 
     def _train(self, key: str, parts: dict[str, Any], kind: str, scenario: Any, data: Any, config: Any, *rest: Any) -> Any:
         import torch
 
+        from ..errors import IncompatibleModelError
+        from ..io import load_state_dict
         from ..models import build_model
         from ..training import train
 
-        model, options, seed, device = rest
+        model, options, seed, device, record = rest
+        flags = {"record": True, "record_updates": True} if record else {}
         out = train(
-            build_model(model, scenario.dataset, seed=seed, **options), data, config, seed=seed, device=device, progress=False
+            build_model(model, scenario.dataset, seed=seed, **options),
+            data,
+            config,
+            seed=seed,
+            device=device,
+            progress=False,
+            **flags,
         )
         self.trained += 1
         _TRAININGS[0] += 1
+        if record:
+            self._write_recording(key, out.recording)
+        if key in self:  # the entry was trained before without its recording: the weights must be the same
+            stored = load_state_dict(self.files(key)[0])
+            mine = {k: v.detach().cpu() for k, v in out.model.state_dict().items()}
+            if set(stored) != set(mine) or any(not torch.equal(stored[k], mine[k]) for k in mine):
+                raise IncompatibleModelError(
+                    f"Training the pool entry {key[:12]} again to record it gave other weights than the stored ones, so the "
+                    "training is not reproducible here (another torch build or thread count?); the recording is kept beside "
+                    "the stored weights only when they match. Remove the entry ('obliviate pool gc') to retrain it."
+                )
+            out.seconds = float(read_json(self.files(key)[1])["seconds"])
+            return out
         self._write(
             key,
             out.model,
@@ -201,6 +262,18 @@ class ModelPool:
             },
         )
         return out
+
+    def _write_recording(self, key: str, recording: Any) -> None:
+        import shutil
+
+        target = self.recording_dir(key)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".recording", dir=self.path))
+        try:
+            recording.save(tmp)
+            shutil.rmtree(target, ignore_errors=True)  # a stale partial one (the whole directory moves in at once)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def _write(self, key: str, net: Any, meta: dict[str, Any]) -> None:
         weights, meta_path = self.files(key)
@@ -251,6 +324,9 @@ class ModelPool:
         return sorted(out)
 
     def remove(self, key: str) -> None:
-        """Delete an entry's files."""
+        """Delete an entry's files (and its recording)."""
+        import shutil
+
         for p in self.files(key):
             p.unlink(missing_ok=True)
+        shutil.rmtree(self.recording_dir(key), ignore_errors=True)

@@ -28,7 +28,7 @@ from ..models import build_model
 from ..report import run_record
 from ..training import train
 
-__all__ = ["Variant", "run", "Progress"]
+__all__ = ["Variant", "run", "Progress", "oracle_record", "original_record", "variant_record"]
 
 Variant = tuple[str, str, Mapping[str, Any]]
 """``(label, method name, params)``; ``params`` may hold ``preset`` (e.g. ``{"preset": "digits", "alpha": 5.0}``)."""
@@ -233,7 +233,6 @@ def _run_scenario(
     oracle: bool,
 ) -> list[dict[str, Any]]:
     label = f"seed {seed} · {sc.name}"
-    summary = sc.summary()
     masks = getattr(base, "masks", None)  # a pruned original: every run keeps its masks
     recording = getattr(base, "recording", None)
     records = []
@@ -242,86 +241,175 @@ def _run_scenario(
         bar.start(f"{label} · retrain (oracle)")
         fresh = unlearn(base, sc, "retrain", seed=seed, device=dev, progress=False, masks=masks, **base.config.to_dict())
         reference, oracle_seconds = evaluate(fresh, sc, fresh, metrics=metrics), fresh.seconds
-        records.append(
-            run_record(
-                scenario=summary,
-                method="retrain",
-                params=fresh.config,
-                seed=seed,
-                status=fresh.status,
-                notes=fresh.notes,
-                metrics=reference.to_dict(),
-                seconds=fresh.seconds,
-                oracle_seconds=fresh.seconds,
-                diagnostics=fresh.diagnostics,
-                preset="original recipe",
-            )
-        )
+        records.append(oracle_record(sc, fresh, reference, seed))
         bar.finish(f"{label} · retrain (oracle)", fresh.seconds)
-    ev = evaluate(base, sc, reference, metrics=metrics)
-    records.append(
-        run_record(
-            scenario=summary,
-            method="original",
-            params={},
-            seed=seed,
-            metrics=ev.to_dict(),
-            oracle_seconds=oracle_seconds,
-            preset=None,
-        )
-    )
+    records.append(original_record(sc, base, reference, seed, oracle_seconds=oracle_seconds, metrics=metrics))
     bar.finish(f"{label} · original (no-op)")
     for name, method, params in variants:
         bar.start(f"{label} · {name}")
         params = dict(params)
         preset = params.pop("preset", None)
-        extra = {"preset": preset, **({"label": name} if name != method else {})}
-        try:
-            clear_importance_cache()  # every run is timed cold: no SSD importance left by an earlier scenario or method
-            with warnings.catch_warnings(record=True) as caught:  # kept as the row's notes, not printed over the bar
-                warnings.simplefilter("default")
-                out = unlearn(
+        rec = variant_record(
+            base,
+            sc,
+            method,
+            seed=seed,
+            device=dev,
+            reference=reference,
+            oracle_seconds=oracle_seconds,
+            unlearn_kwargs={"preset": preset, "recording": recording, "masks": masks, **params},
+            label=name,
+            preset=preset,
+            metrics=metrics,
+        )
+        records.append(rec)
+        what = "" if rec["status"] == "ok" else f" {rec['status']}" + (f": {rec['error']}" if rec.get("error") else "")
+        bar.finish(f"{label} · {name}{what}", rec["timings"]["seconds"])
+    return records
+
+
+# ---------------------------------------------------------------------------------------------
+# The run records, shared by this runner and the grid runner of ``obliviate bench`` (bench/grid.py)
+
+
+def _with_curves(record: dict[str, Any], ev: Any, sc: Any, curves: bool) -> dict[str, Any]:
+    if curves:
+        from .curves import record_curves
+
+        record["curves"] = record_curves(ev, sc)
+    return record
+
+
+def oracle_record(sc: Any, oracle: Any, reference: Any, seed: int, *, curves: bool = False) -> dict[str, Any]:
+    """The ``retrain`` record: the oracle (a ``TrainResult`` or the ``retrain`` method's result) and its evaluation."""
+    config = oracle.config
+    record = run_record(
+        scenario=sc.summary(),
+        method="retrain",
+        params=config.to_dict() if hasattr(config, "to_dict") else dict(config),
+        seed=seed,
+        status=getattr(oracle, "status", "ok"),
+        notes=getattr(oracle, "notes", None),
+        metrics=reference.to_dict(),
+        seconds=oracle.seconds,
+        oracle_seconds=oracle.seconds,
+        diagnostics=getattr(oracle, "diagnostics", None),
+        preset="original recipe",
+    )
+    return _with_curves(record, reference, sc, curves)
+
+
+def original_record(
+    sc: Any,
+    base: Any,
+    reference: Any,
+    seed: int,
+    *,
+    oracle_seconds: float | None,
+    metrics: list[str] | None = None,
+    eval_seed: int = 0,
+    curves: bool = False,
+) -> dict[str, Any]:
+    """The no-op ``original`` record: the original model evaluated against the oracle."""
+    ev = evaluate(base, sc, reference, metrics=metrics, seed=eval_seed)
+    record = run_record(
+        scenario=sc.summary(),
+        method="original",
+        params={},
+        seed=seed,
+        metrics=ev.to_dict(),
+        oracle_seconds=oracle_seconds,
+        preset=None,
+    )
+    return _with_curves(record, ev, sc, curves)
+
+
+def variant_record(
+    base: Any,
+    sc: Any,
+    method: str,
+    *,
+    seed: int,
+    device: Any,
+    reference: Any,
+    oracle_seconds: float | None,
+    unlearn_kwargs: Mapping[str, Any],
+    label: str | None = None,
+    preset: str | None = None,
+    metrics: list[str] | None = None,
+    eval_seed: int = 0,
+    tune: Mapping[str, Any] | None = None,
+    oracle_model: Any = None,
+    curves: bool = False,
+) -> dict[str, Any]:
+    """One variant's record: ``method`` run (or tuned) on ``base``, evaluated against ``reference``.
+
+    The run is timed cold (every derived-quantity cache is emptied first); the warnings it raises
+    become the record's notes; an :class:`~obliviate.errors.UnlearningError` gives a ``failed``
+    record (``diverged`` for a :class:`~obliviate.errors.DivergenceError`) with the error's text.
+
+    Args:
+        base: The original (a ``TrainResult``).
+        sc: The scenario.
+        method: The method's registry name.
+        seed: The run's seed (of the method, and of ``ob.tune``).
+        device: Where to run.
+        reference: The oracle's :class:`~obliviate.evaluation.Evaluation` (None: no gaps).
+        oracle_seconds: The oracle's training seconds (the speedup's numerator).
+        unlearn_kwargs: Everything else :func:`obliviate.unlearn` gets (params, preset, masks ...).
+        label: The variant's display name (recorded when it differs from ``method``).
+        preset: The preset, as recorded.
+        metrics: The metrics to evaluate (None: the defaults).
+        eval_seed: The evaluation's seed (its attacks' subsampling).
+        tune: ``{"budget", "objective"}``: run :func:`obliviate.tune` with the budget instead, and
+            record the best trial's result with the search's summary.
+        oracle_model: The oracle model (``tune``'s ``objective="oracle"`` reads it).
+        curves: Add the report's per-run curves (:func:`obliviate.bench.curves.record_curves`).
+    """
+    extra: dict[str, Any] = {"preset": preset, **({"label": label} if label is not None and label != method else {})}
+    try:
+        clear_importance_cache()  # every run is timed cold: no cached importance, Fisher or gradients of an earlier run
+        with warnings.catch_warnings(record=True) as caught:  # kept as the record's notes, not printed over a progress bar
+            warnings.simplefilter("default")
+            if tune is not None:
+                from ..tuning import parse_budget
+                from ..tuning import tune as run_tune
+
+                budget_s, n_trials = parse_budget(tune["budget"], "budget")
+                tuned = run_tune(
                     base,
                     sc,
                     method,
+                    budget_s=budget_s,
+                    n_trials=n_trials,
+                    objective=tune["objective"],
+                    reference=oracle_model if tune["objective"] == "oracle" else None,
                     seed=seed,
-                    device=dev,
                     progress=False,
-                    preset=preset,
-                    recording=recording,
-                    masks=masks,
-                    **params,
+                    device=device,
+                    **unlearn_kwargs,
                 )
-                ev = evaluate(out, sc, reference, metrics=metrics)
-            notes = warning_notes(caught, out.notes)
-            records.append(
-                run_record(
-                    scenario=summary,
-                    method=method,
-                    params=out.config,
-                    seed=seed,
-                    status=out.status,
-                    notes=notes,
-                    metrics=ev.to_dict(),
-                    seconds=out.seconds,
-                    oracle_seconds=oracle_seconds,
-                    diagnostics=out.diagnostics,
-                    **extra,
-                )
-            )
-            bar.finish(f"{label} · {name}" + ("" if out.status == "ok" else f" {out.status}"), out.seconds)
-        except UnlearningError as e:
-            status = "diverged" if isinstance(e, DivergenceError) else "failed"
-            records.append(
-                run_record(
-                    scenario=summary,
-                    method=method,
-                    seed=seed,
-                    status=status,
-                    error=str(e),
-                    oracle_seconds=oracle_seconds,
-                    **extra,
-                )
-            )
-            bar.finish(f"{label} · {name} {status}: {e}")
-    return records
+                result = tuned.best_result
+                extra["tune"] = {**tune, "best_params": tuned.best_params, "trials": len(tuned.trials), "seconds": tuned.seconds}
+            else:
+                result = unlearn(base, sc, method, seed=seed, device=device, progress=False, **unlearn_kwargs)
+            ev = evaluate(result, sc, reference, metrics=metrics, seed=eval_seed)
+        record = run_record(
+            scenario=sc.summary(),
+            method=method,
+            params=result.config,
+            seed=seed,
+            status=result.status,
+            notes=warning_notes(caught, result.notes),
+            metrics=ev.to_dict(),
+            seconds=result.seconds,
+            oracle_seconds=oracle_seconds,
+            diagnostics=result.diagnostics,
+            **extra,
+        )
+        return _with_curves(record, ev, sc, curves)
+    except UnlearningError as e:
+        status = "diverged" if isinstance(e, DivergenceError) else "failed"
+        return run_record(
+            scenario=sc.summary(), method=method, seed=seed, status=status, error=str(e), oracle_seconds=oracle_seconds, **extra
+        )

@@ -5,6 +5,8 @@ A spec (``obliviate bench SPEC.toml``)::
     name = "digits-small"
     seeds = [0, 1]
     threads = 1                      # optional: torch threads of every run (default 1)
+    skip_inapplicable = false        # optional: true skips a method on a scenario kind its paper does not
+                                     # cover (default: such a pair is an error)
 
     [[dataset]]
     name = "digits"
@@ -14,6 +16,7 @@ A spec (``obliviate bench SPEC.toml``)::
 
     [[scenario]]
     spec = "class:3"
+    # datasets = ["digits"]          optional: the datasets it runs on (default: every one)
 
     [[method]]
     name = "ssd"
@@ -21,6 +24,10 @@ A spec (``obliviate bench SPEC.toml``)::
     # sweep = { lr = [0.01, 0.05] }  one variant per point of the cartesian product
     # tune = { budget = "15s", objective = "proxy" }   ob.tune per run instead of fixed values
     # label = "..."                  optional display name of the variant(s)
+
+Methods that unroll the original training (``sgu``, ``amnesiac``) get an original trained with a
+recording, kept in the pool beside its weights. ``retrain`` is not a method of a spec: every grid
+holds the oracle already.
 
 Per dataset, seed and scenario the expansion holds the ``retrain`` run (the oracle, from the
 model pool), the ``original`` run (the no-op original against it) and one run per variant.
@@ -44,9 +51,9 @@ from ..io import canonical_json
 
 __all__ = ["BenchSpec", "DatasetSpec", "MethodSpec", "BenchRun", "load_spec", "parse_spec", "run_key"]
 
-_TOP = {"name", "seeds", "threads", "dataset", "scenario", "method"}
+_TOP = {"name", "seeds", "threads", "skip_inapplicable", "dataset", "scenario", "method"}
 _DATASET = {"name", "model", "model_options", "train", "root", "val_seed"}
-_SCENARIO = {"spec"}
+_SCENARIO = {"spec", "datasets"}
 _METHOD = {"name", "label", "params", "preset", "sweep", "tune"}
 _TUNE = {"budget", "objective"}
 RUN_KINDS = ("retrain", "original", "unlearn")
@@ -250,10 +257,6 @@ def _methods(c: _Checker, tables: list[dict[str, Any]]) -> list[tuple[str, list[
         if name in ("retrain",):
             raise c.fail(f"{where}.name", "is the oracle, which every grid holds already; remove this [[method]] table")
         cls = METHODS.get(name)
-        if cls.needs_recording:
-            raise c.fail(
-                f"{where}.name", "names a method that needs the training recording, which the bench pool does not keep", name
-            )
         preset = c.str_(t, "preset", where, None)
         if preset is not None and preset not in cls.presets:
             raise c.fail(f"{where}.preset", f"names no preset of {name} (presets: {', '.join(cls.presets) or 'none'})", preset)
@@ -335,15 +338,27 @@ def parse_spec(doc: Mapping[str, Any], path: str = "<spec>") -> BenchSpec:
         datasets.append(spec)
         loaded[dname] = ds
 
+    skip = doc.get("skip_inapplicable", False)
+    if not isinstance(skip, bool):
+        raise c.fail("skip_inapplicable", "must be true or false", skip)
     scenarios = []
-    kinds: dict[tuple[str, str], str] = {}
+    kinds: dict[tuple[str, str], str] = {}  # (dataset, scenario) -> kind, for the pairs that run
+    names = [d.name for d in datasets]
     for i, t in enumerate(c.tables(doc, "scenario")):
         where = f"scenario[{i}]"
         c.keys(t, _SCENARIO, where)
         sc = c.str_(t, "spec", where)
         if sc in scenarios:
             raise c.fail(f"{where}.spec", "repeats an earlier scenario", sc)
+        on = t.get("datasets", names)
+        if not isinstance(on, list) or not on or not all(isinstance(n, str) for n in on):
+            raise c.fail(f"{where}.datasets", "must be a non-empty list of dataset names", on)
+        for n in on:
+            if n not in names:
+                raise c.fail(f"{where}.datasets", f"names {n!r}, which no [[dataset]] table gives (datasets: {', '.join(names)})")
         for d in datasets:
+            if d.name not in on:
+                continue
             try:
                 kinds[d.name, sc] = parse_scenario(sc, loaded[d.name], seed=seeds[0], val_seed=d.val_seed).kind
             except UnlearningError as e:
@@ -360,10 +375,11 @@ def parse_spec(doc: Mapping[str, Any], path: str = "<spec>") -> BenchSpec:
     for where, variants, mname, swept in tables:
         kinds_ok = METHODS.get(mname).kinds
         for (_dname, sc), kind in kinds.items():
-            if kind not in kinds_ok:
+            if kind not in kinds_ok and not skip:
                 raise c.fail(
                     f"{where}.name",
                     f"names {mname}, which supports {', '.join(sorted(kinds_ok))} scenarios, not {sc!r} ({kind})",
+                    fix="Remove the pair, or set skip_inapplicable = true to skip such pairs.",
                 )
         for m in variants:
             for i, d in enumerate(datasets):
@@ -378,9 +394,13 @@ def parse_spec(doc: Mapping[str, Any], path: str = "<spec>") -> BenchSpec:
     for seed in seeds:
         for i, d in enumerate(datasets):
             for sc in scenarios:
+                if (d.name, sc) not in kinds:
+                    continue
                 runs.append(BenchRun("retrain", d, sc, seed, "retrain", "retrain", params=d.recipe, preset="original recipe"))
                 runs.append(BenchRun("original", d, sc, seed, "original", "original"))
                 for m in methods:
+                    if kinds[d.name, sc] not in METHODS.get(m.name).kinds:
+                        continue  # skip_inapplicable (else the spec was refused above)
                     runs.append(BenchRun("unlearn", d, sc, seed, m.name, m.label, resolved[m.label, i], m.preset, m.tune))
     keyed = []
     for r in runs:

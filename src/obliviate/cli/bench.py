@@ -1,7 +1,9 @@
 """``obliviate bench SPEC.toml --out DIR``: run a benchmark grid, resumably, into DIR's result store.
 
-``--dry-run`` lists the runs (key prefix, dataset, scenario, seed, variant) and what the store and
-the model pool already hold, and trains nothing. Runs the store holds are skipped, so the same
+``--backend ray [--address auto|HOST:PORT]`` runs one Ray task per run (see
+:mod:`obliviate.bench.grid`); the default ``local`` runs them in this process. ``--dry-run`` lists
+the runs (key prefix, dataset, scenario, seed, variant) and what the store and the model pool
+already hold, and trains nothing. Runs the store holds are skipped, so the same
 command completes a grid that was killed or interrupted (Ctrl-C keeps every finished run, exit 130).
 """
 
@@ -23,6 +25,17 @@ def add_parser(sub: Any) -> None:
     b.add_argument("--pool", default=None, help="model pool directory shared across invocations (default: OUT/pool)")
     b.add_argument("--threads", type=int, default=None, help="torch threads of every run (default: the spec's threads, else 1)")
     b.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
+    b.add_argument(
+        "--backend", choices=("local", "ray"), default="local", help="local: in this process (default); ray: one Ray task per run"
+    )
+    b.add_argument(
+        "--address",
+        default=None,
+        help="with --backend ray: the cluster to join (auto, HOST:PORT; default: start Ray on this machine)",
+    )
+    b.add_argument(
+        "--gpus-per-run", type=float, default=None, help="with --backend ray: num_gpus of each task (default: 1 on a GPU, else 0)"
+    )
     b.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
 
 
@@ -58,7 +71,19 @@ def run(args: argparse.Namespace) -> int:
         return 0
     progress = False if args.no_progress else None
     try:
-        counts = run_grid(spec, out, pool=pool_dir, threads=args.threads, device=args.device, progress=progress)
+        if args.backend != "ray" and (args.address is not None or args.gpus_per_run is not None):
+            raise InvalidConfigError("--address and --gpus-per-run go with --backend ray.")
+        counts = run_grid(
+            spec,
+            out,
+            pool=pool_dir,
+            threads=args.threads,
+            device=args.device,
+            progress=progress,
+            backend=args.backend,
+            address=args.address,
+            gpus_per_run=args.gpus_per_run,
+        )
     except KeyboardInterrupt:
         with ResultStore(out) as store:
             done = len(store.keys() & {r.key for r in spec.runs})
