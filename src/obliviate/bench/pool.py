@@ -231,8 +231,6 @@ class ModelPool:
         )
         self.trained += 1
         _TRAININGS[0] += 1
-        if record:
-            self._write_recording(key, out.recording)
         if key in self:  # the entry was trained before without its recording: the weights must be the same
             stored = load_state_dict(self.files(key)[0])
             mine = {k: v.detach().cpu() for k, v in out.model.state_dict().items()}
@@ -240,10 +238,13 @@ class ModelPool:
                 raise IncompatibleModelError(
                     f"Training the pool entry {key[:12]} again to record it gave other weights than the stored ones, so the "
                     "training is not reproducible here (another torch build or thread count?); the recording is kept beside "
-                    "the stored weights only when they match. Remove the entry ('obliviate pool gc') to retrain it."
+                    f"the stored weights only when they match. Delete the entry's files ({self.path / key}.*) to retrain it."
                 )
             out.seconds = float(read_json(self.files(key)[1])["seconds"])
+            self._write_recording(key, out.recording)
             return out
+        if record:
+            self._write_recording(key, out.recording)
         self._write(
             key,
             out.model,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import obliviate as ob
@@ -102,3 +103,45 @@ def test_a_model_being_trained_elsewhere_is_waited_for_not_trained_again(tmp_pat
     waiter.join(30)
     assert not waiter.is_alive() and got["r"][1] == key and shared.trained == 0
     assert shared.leftovers() == [shared.path / f".{key}.lock"]  # the lock of a complete entry is garbage
+
+
+def test_a_recording_is_made_once_kept_beside_the_weights_and_checked_against_them(tmp_path):
+    from safetensors.torch import save_file
+
+    from obliviate.errors import IncompatibleModelError
+    from obliviate.io import load_state_dict
+
+    ds = toy_dataset()
+    sc = parse_scenario("class:1", ds, seed=0)
+    pool = ModelPool(tmp_path)
+    plain, key = _get(pool, sc, "original")
+    assert plain.recording is None and not pool.has_recording(key)
+    recorded, key2 = pool.get_or_train(sc, "original", model="mlp", recipe=RECIPE, seed=0, device="cpu", record=True)
+    assert key2 == key and pool.trained == 2  # trained once more, with recording on
+    assert pool.has_recording(key) and recorded.recording is not None and recorded.recording.updates is not None
+    assert _same(plain.model, recorded.model) and recorded.seconds == plain.seconds  # the stored entry is unchanged
+    again = ModelPool(tmp_path)
+    loaded, _ = again.get_or_train(sc, "original", model="mlp", recipe=RECIPE, seed=0, device="cpu", record=True)
+    assert again.trained == 0 and torch.equal(loaded.recording.updates, recorded.recording.updates)
+    out = ob.unlearn(loaded, sc, "amnesiac", recording=loaded.recording, device="cpu", progress=False)
+    assert out.status in ("ok", "collapsed")
+
+    # stored weights that the recorded training does not reproduce are not given a recording
+    other = parse_scenario("class:2", ds, seed=1)
+    _, k3 = _get(pool, other, "original", seed=1)
+    weights = pool.files(k3)[0]
+    state = load_state_dict(weights)
+    save_file({k: (v + 1.0 if v.is_floating_point() else v).contiguous() for k, v in state.items()}, str(weights))
+    with pytest.raises(IncompatibleModelError, match="not reproducible"):
+        pool.get_or_train(other, "original", model="mlp", recipe=RECIPE, seed=1, device="cpu", record=True)
+    assert not pool.has_recording(k3)
+
+
+def test_record_if_training_records_without_loading(tmp_path):
+    ds = toy_dataset()
+    sc = parse_scenario("class:1", ds, seed=0)
+    pool = ModelPool(tmp_path)
+    out, key = pool.get_or_train(sc, "original", model="mlp", recipe=RECIPE, seed=0, device="cpu", record_if_training=True)
+    assert pool.trained == 1 and pool.has_recording(key)
+    loaded, _ = pool.get_or_train(sc, "original", model="mlp", recipe=RECIPE, seed=0, device="cpu", record=True)
+    assert pool.trained == 1 and loaded.recording is not None

@@ -97,6 +97,10 @@ BAD = [
     (lambda d: d["method"][0].update(tune={"objective": "vibes"}), "'method[0].tune.objective'"),
     (lambda d: d["method"].append({"name": "ssd", "preset": "digits"}), "two variants the label 'ssd'"),
     (lambda d: d.pop("method"), "'method' is missing"),
+    (lambda d: d["scenario"][0].update(datasets=["cifar10"]), "'scenario[0].datasets' names 'cifar10', which no [[dataset]]"),
+    (lambda d: d["scenario"][0].update(datasets=[]), "'scenario[0].datasets' must be a non-empty list"),
+    (lambda d: d.update(skip_inapplicable="yes"), "'skip_inapplicable' must be true or false"),
+    (lambda d: d["method"].append({"name": "retrain"}), "'method[2].name' is the oracle"),
 ]
 
 
@@ -118,6 +122,45 @@ def test_a_method_that_does_not_support_the_scenario_kind_is_refused(doc, monkey
         InvalidConfigError, match=r"field 'method\[0\]\.name' names ssd, which supports classwise scenarios, not 'random:0.1'"
     ):
         parse_spec(copy.deepcopy(doc), "grid.toml")
+
+
+def test_skip_inapplicable_leaves_out_only_the_pairs_a_method_does_not_cover(doc, monkeypatch):
+    from obliviate.methods import METHODS
+
+    monkeypatch.setattr(METHODS.get("ssd"), "kinds", frozenset({"classwise"}))
+    d = copy.deepcopy(doc)
+    d["skip_inapplicable"] = True
+    spec = parse_spec(d, "grid.toml")
+    pairs = {(r.scenario, r.label) for r in spec.unlearning_runs}
+    assert ("class:3", "ssd") in pairs and ("random:0.1", "ssd") not in pairs
+    assert ("random:0.1", "finetune lr=0.01") in pairs and len(spec.unlearning_runs) == 10  # 12 less ssd on random, 2 seeds
+
+
+def test_a_scenario_runs_on_the_datasets_it_names(doc):
+    d = copy.deepcopy(doc)
+    d["dataset"].append({"name": "digits_coarse", "train": {"epochs": 1}})
+    d["scenario"].append({"spec": "subclass:3", "datasets": ["digits_coarse"]})
+    d["scenario"][0]["datasets"] = ["digits"]
+    d["scenario"][1]["datasets"] = ["digits"]
+    spec = parse_spec(d, "grid.toml")
+    assert {(r.dataset.name, r.scenario) for r in spec.runs} == {
+        ("digits", "class:3"),
+        ("digits", "random:0.1"),
+        ("digits_coarse", "subclass:3"),
+    }
+    del d["scenario"][2]["datasets"]  # sub-class forgetting on plain digits (no super-classes) is refused
+    with pytest.raises(InvalidConfigError, match=r"'scenario\[2\]\.spec' is not a scenario of dataset 'digits'"):
+        parse_spec(d, "grid.toml")
+
+
+def test_recording_based_methods_are_accepted():
+    spec = load_spec(EXAMPLE.parent / "demo.toml")
+    methods = {r.method for r in spec.unlearning_runs}
+    assert {"sgu", "amnesiac"} <= methods and "retrain" not in methods
+    assert len(spec.seeds) == 3 and {r.scenario for r in spec.runs} == {"class:3", "random:0.1", "subclass:3"}
+    assert {r.dataset.name for r in spec.runs if r.scenario == "subclass:3"} == {"digits_coarse"}
+    # unsir and the boundary methods are not run where their papers do not reach
+    assert not any(r.method.startswith("boundary") and r.scenario != "class:3" for r in spec.runs)
 
 
 def test_files_that_are_missing_or_not_toml(tmp_path):
