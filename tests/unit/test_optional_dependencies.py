@@ -28,6 +28,7 @@ def test_require_returns_the_module_when_installed() -> None:
             "dp",
         ),
         ("peft", lambda: __import__("obliviate.methods.lora", fromlist=["_peft"])._peft(), "lora"),
+        ("ray", lambda: __import__("obliviate.bench.grid", fromlist=["_ray"])._ray(), "ray"),
     ],
 )
 def test_a_missing_extra_raises_missing_dependency_error_naming_it(monkeypatch, blocked, call, extra) -> None:

@@ -353,6 +353,13 @@ def _ray_task(
     return record, provenance(dev, n_threads), models.trained
 
 
+def _ray() -> Any:
+    """The ``ray`` module (:class:`~obliviate.errors.MissingDependencyError` naming the ``ray`` extra without it)."""
+    from .._utils import require
+
+    return require("ray", "ray", "The ray backend of 'obliviate bench'")
+
+
 def _run_on_ray(
     spec: BenchSpec,
     todo: list[BenchRun],
@@ -365,14 +372,7 @@ def _run_on_ray(
     gpus_per_run: float | None,
 ) -> int:
     """Submit one Ray task per run, keep each record as its task ends; returns the models trained."""
-    from ..errors import MissingDependencyError
-
-    try:
-        import ray
-    except ImportError:
-        raise MissingDependencyError(
-            "The ray backend of 'obliviate bench' needs Ray: pip install 'obliviate[ray]' (or pip install ray)."
-        ) from None
+    ray = _ray()
     started_here = not ray.is_initialized()
     if started_here:
         env = {"env_vars": {"OMP_NUM_THREADS": str(n_threads)}}
