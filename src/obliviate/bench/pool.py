@@ -1,4 +1,4 @@
-"""The content-addressed model pool: originals and retrained oracles, trained once, shared by every run.
+"""The content-addressed model pool: originals, retrained oracles and shadow models, trained once, shared by every run.
 
 An entry's key is the SHA-256 of the canonical JSON of what determines the trained weights: the
 data digest (:func:`data_digest`), the training indices (the training set of an original, the
@@ -109,13 +109,17 @@ class ModelPool:
         """The parts of the key of the ``kind`` (``original`` / ``oracle``) model of ``scenario``."""
         if kind not in ("original", "oracle"):
             raise ValueError(f"kind must be 'original' or 'oracle'; got {kind!r}")
-        ds = scenario.dataset
+        indices = scenario.training_set if kind == "original" else scenario.retain_set
+        return self._parts(scenario.dataset, indices, model, options, recipe, seed)
+
+    def _parts(
+        self, ds: Any, training_set: Any, model: str, options: Mapping[str, Any], recipe: Mapping[str, Any], seed: int
+    ) -> dict[str, Any]:
         if id(ds) not in self._digests:
             self._digests[id(ds)] = data_digest(ds)
-        indices = scenario.training_set if kind == "original" else scenario.retain_set
         return {
             "data": self._digests[id(ds)],
-            "train_set": indices.to_json(),
+            "train_set": training_set.to_json(),
             "model": {"name": model, "options": dict(options)},
             "recipe": dict(recipe),
             "seed": int(seed),
@@ -171,23 +175,77 @@ class ModelPool:
                 ones (the training is not reproducible here, e.g. another torch build); the stored
                 entry is left as it is.
         """
+        options = dict(options or {})
+        self.key_parts(scenario, kind, model, options, recipe, seed)  # checks the kind
+        data = scenario.train if kind == "original" else scenario.retain
+        training_set = scenario.training_set if kind == "original" else scenario.retain_set
+        rest = (model, options, recipe, seed, device, record, record_if_training)
+        return self._get_or_train(scenario.dataset, data, training_set, kind, scenario.name, *rest)
+
+    def get_or_train_on(
+        self,
+        dataset: Any,
+        indices: Any,
+        *,
+        model: str,
+        recipe: Mapping[str, Any],
+        seed: int,
+        options: Mapping[str, Any] | None = None,
+        device: Any = "auto",
+        kind: str = "shadow",
+    ) -> tuple[Any, str]:
+        """A model trained on the train-split rows ``indices`` of ``dataset`` (e.g. a shadow model), and its key.
+
+        The membership attacks that train shadow models on random halves of the data (LiRA,
+        U-LiRA) draw them from here, so each is trained once per (data, rows, model, recipe, seed)
+        and shared by every run and invocation. The key has the same parts as an original's (the
+        rows as a :class:`~obliviate.data.TrainingSet`), so a shadow trained on exactly an
+        original's rows is that original.
+
+        Args:
+            dataset: A loaded dataset.
+            indices: Rows of its train split (any order, no duplicates).
+            model: The registry name of the architecture.
+            recipe: The training recipe.
+            seed: The seed of the initialisation and the batch order.
+            options: The architecture's keyword arguments.
+            device: Where to train.
+            kind: What the entry is, as listed by ``obliviate pool ls`` (not part of the key).
+        """
+        import numpy as np
+        from torch.utils.data import Subset
+
+        from ..data import TrainingSet
+
+        idx = np.unique(np.asarray(indices, dtype=np.int64))
+        if idx.size == 0 or idx[0] < 0 or idx[-1] >= len(dataset.train) or idx.size != np.asarray(indices).size:
+            from ..errors import InvalidConfigError
+
+            raise InvalidConfigError(
+                f"get_or_train_on needs distinct rows of {dataset.name!r}'s train split (0 .. {len(dataset.train) - 1}); "
+                f"got {np.asarray(indices).size} indices, {idx.size} distinct, in [{idx.min(initial=0)}, {idx.max(initial=0)}]."
+            )
+        training_set = TrainingSet.of(dataset.name, idx)
+        data = Subset(dataset.train, idx.tolist())
+        rest = (model, dict(options or {}), recipe, seed, device, False, False)
+        return self._get_or_train(dataset, data, training_set, kind, f"{kind} on {idx.size} rows", *rest)
+
+    def _get_or_train(self, ds: Any, data: Any, training_set: Any, kind: str, made_for: str, *rest: Any) -> tuple[Any, str]:
         from ..io import load_weights
         from ..models import build_model
         from ..training import TrainConfig, TrainResult
 
-        options = dict(options or {})
-        parts = self.key_parts(scenario, kind, model, options, recipe, seed)
+        model, options, recipe, seed, device, record, record_if_training = rest
+        parts = self._parts(ds, training_set, model, options, recipe, seed)
         key = hashlib.sha256(canonical_json(parts).encode()).hexdigest()
         weights, meta_path = self.files(key)
-        data = scenario.train if kind == "original" else scenario.retain
-        training_set = scenario.training_set if kind == "original" else scenario.retain_set
         config = TrainConfig.from_dict(dict(recipe))
 
         def load() -> Any:
             from ..recording import Recording
 
             meta = read_json(meta_path)
-            net = load_weights(build_model(model, scenario.dataset, seed=seed, **options), weights)
+            net = load_weights(build_model(model, ds, seed=seed, **options), weights)
             net.eval()
             recording = Recording.load(self.recording_dir(key)) if record else None
             return TrainResult(
@@ -207,10 +265,16 @@ class ModelPool:
         with exclusive(self.path / f".{key}.lock"):  # another process training the same model: wait, then load it
             if ready():
                 return load(), key
-            rest = (model, options, seed, device, record or record_if_training)
-            return self._train(key, parts, kind, scenario, data, config, *rest), key
+            trained = self._train(
+                key, parts, kind, ds, made_for, data, config, model, options, seed, device, record or record_if_training
+            )
+            if trained.training_set is None:  # rows given by index (a shadow): ob.train cannot tell which
+                trained.training_set = training_set
+            return trained, key
 
-    def _train(self, key: str, parts: dict[str, Any], kind: str, scenario: Any, data: Any, config: Any, *rest: Any) -> Any:
+    def _train(
+        self, key: str, parts: dict[str, Any], kind: str, ds: Any, made_for: str, data: Any, config: Any, *rest: Any
+    ) -> Any:
         import torch
 
         from ..errors import IncompatibleModelError
@@ -221,7 +285,7 @@ class ModelPool:
         model, options, seed, device, record = rest
         flags = {"record": True, "record_updates": True} if record else {}
         out = train(
-            build_model(model, scenario.dataset, seed=seed, **options),
+            build_model(model, ds, seed=seed, **options),
             data,
             config,
             seed=seed,
@@ -252,14 +316,14 @@ class ModelPool:
                 "schema": POOL_SCHEMA,
                 "key": key,
                 "kind": kind,
-                "dataset": scenario.dataset.name,
+                "dataset": ds.name,
                 "model": model,
                 "seed": int(seed),
                 "parts": parts,
                 "seconds": out.seconds,
                 "torch_threads": torch.get_num_threads(),
                 "created": time.time(),
-                "made_for": scenario.name,
+                "made_for": made_for,
             },
         )
         return out

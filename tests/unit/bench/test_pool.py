@@ -145,3 +145,35 @@ def test_record_if_training_records_without_loading(tmp_path):
     assert pool.trained == 1 and pool.has_recording(key)
     loaded, _ = pool.get_or_train(sc, "original", model="mlp", recipe=RECIPE, seed=0, device="cpu", record=True)
     assert pool.trained == 1 and loaded.recording is not None
+
+
+def test_shadow_models_are_trained_once_per_row_set(tmp_path):
+    import numpy as np
+
+    from obliviate.data import TrainingSet
+    from obliviate.errors import InvalidConfigError
+
+    ds = toy_dataset()
+    rng = np.random.default_rng(0)
+    halves = [rng.choice(len(ds.train), size=len(ds.train) // 2, replace=False) for _ in range(2)]
+    pool = ModelPool(tmp_path)
+
+    def shadow(rows, seed=0):
+        return pool.get_or_train_on(ds, rows, model="mlp", recipe=RECIPE, seed=seed, device="cpu")
+
+    a, ka = shadow(halves[0])
+    b, kb = shadow(halves[1])
+    assert ka != kb and pool.trained == 2
+    assert a.training_set == TrainingSet.of(ds.name, halves[0]) and a.training_set.size == len(ds.train) // 2
+    again, ka2 = shadow(halves[0][::-1])  # the same rows in another order: the same model
+    assert ka2 == ka and pool.trained == 2 and _same(a.model, again.model)
+    shadow(halves[0], seed=1)
+    assert pool.trained == 3
+    assert {e["kind"] for e in pool.entries()} == {"shadow"}
+    # a shadow on exactly an original's rows is that original
+    sc = parse_scenario("class:1", ds, seed=0)
+    _, k_orig = shadow(sc.training_set.indices)
+    assert k_orig == pool.key(sc, "original", "mlp", {}, RECIPE, 0)
+    for bad in ([], [0, 0, 1], [len(ds.train)], [-1]):
+        with pytest.raises(InvalidConfigError, match="distinct rows"):
+            shadow(bad)
