@@ -78,6 +78,8 @@ def _page_requests(netlog: Path) -> list[str]:
 
 def browser_problems(page: Path) -> tuple[list[str], str]:
     """Open ``page`` in headless Chromium: (console messages and network requests of the page, the dumped DOM)."""
+    if not page.is_file():
+        return [f"no page at {page}"], ""
     with tempfile.TemporaryDirectory() as tmp:
         netlog = Path(tmp) / "netlog.json"
         done = _chromium(page, "--enable-logging=stderr", "--v=0", f"--log-net-log={netlog}", "--dump-dom")
