@@ -169,7 +169,7 @@ def test_digits_rejects_a_bad_test_fraction():
 
 
 def test_registry_holds_every_documented_dataset():
-    for name in ("digits", "cifar10", "cifar100", "cifar20", "svhn", "mnist", "fashion_mnist"):
+    for name in ("digits", "digits_coarse", "synthetic32", "cifar10", "cifar100", "cifar20", "svhn", "mnist", "fashion_mnist"):
         assert name in DATASETS
 
 
@@ -694,3 +694,27 @@ def test_a_sentinel_label_is_refused_unless_num_classes_is_explicit():
 def test_labels_missing_a_few_classes_are_still_inferred():
     x = np.zeros((4, 3), np.float32)
     assert from_arrays(x, [0, 2, 0, 2], x, [0, 2, 2, 0]).num_classes == 3
+
+
+def test_synthetic32_is_cifar_shaped_balanced_deterministic_and_learnable():
+    from sklearn.linear_model import LogisticRegression
+
+    ds = load_dataset("synthetic32", n_train=600, n_test=200, num_classes=4, seed=3)
+    assert ds.input_shape == (3, 32, 32) and ds.num_classes == 4 and (len(ds.train), len(ds.test)) == (600, 200)
+    x, y = ds.train[0]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32
+    assert np.bincount(np.asarray(ds.train_targets), minlength=4).tolist() == [150] * 4
+    again = load_dataset("synthetic32", n_train=600, n_test=200, num_classes=4, seed=3)
+    other = load_dataset("synthetic32", n_train=600, n_test=200, num_classes=4, seed=4)
+    assert torch.equal(ds.train[5][0], again.train[5][0]) and not torch.equal(ds.train[5][0], other.train[5][0])
+
+    def arrays(split):
+        return np.stack([split[i][0].numpy().ravel() for i in range(len(split))]), np.array(
+            [split[i][1] for i in range(len(split))]
+        )
+
+    (xtr, ytr), (xte, yte) = arrays(ds.train), arrays(ds.test)
+    acc = LogisticRegression(max_iter=300).fit(xtr, ytr).score(xte, yte)
+    assert 0.6 < acc  # learnable (chance is 0.25)
+    with pytest.raises(InvalidConfigError, match="n_train"):
+        load_dataset("synthetic32", n_train=0)
