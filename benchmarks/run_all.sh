@@ -17,5 +17,8 @@ run benchmarks/adversarial.py --seeds 5 --repeats 3 --threads 2
 run benchmarks/unrolling_study.py
 run benchmarks/certified_removal.py
 run benchmarks/defaults_health.py --seeds 3
+run benchmarks/bench_backends.py
+# on a GPU machine only:
+# run benchmarks/gpu_throughput.py --device cuda --grid
 # long (2-3 h on 2 cores; resumable, can run in parts with --methods / --datasets):
 # run benchmarks/tuning.py --seeds 3 --budget 15 --threads 1
