@@ -84,3 +84,32 @@ def test_ray_options_without_the_ray_backend_are_refused(capsys, tmp_path):
     spec.write_text(SPEC)
     code, _, err = run_cli(capsys, "bench", spec, "--out", tmp_path / "o", "--address", "auto", "--no-progress")
     assert code == 2 and "--address and --gpus-per-run go with --backend ray" in one_error_line(err)
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_ray_keeps_finished_runs_and_the_same_command_resumes(capsys, tmp_path, monkeypatch):
+    real_ray = pytest.importorskip("ray")
+    from obliviate.bench import grid as grid_mod
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC.replace("seeds = [0, 1]", "seeds = [0]"))
+
+    class Interrupted:  # the real Ray, except that the third wait is a Ctrl-C
+        waits = 0
+
+        def __getattr__(self, name):
+            return getattr(real_ray, name)
+
+        def wait(self, *args, **kw):
+            Interrupted.waits += 1
+            if Interrupted.waits == 3:
+                raise KeyboardInterrupt
+            return real_ray.wait(*args, **kw)
+
+    monkeypatch.setattr(grid_mod, "_ray", lambda: Interrupted())
+    code, _, err = run_cli(capsys, "bench", spec, "--out", tmp_path / "o", "--backend", "ray", "--no-progress")
+    assert code == 130 and "2 of 5 runs" in err.strip().splitlines()[-1]
+    assert not real_ray.is_initialized()  # the instance the command started is shut down
+    monkeypatch.undo()
+    code, stdout, err = run_cli(capsys, "bench", spec, "--out", tmp_path / "o", "--backend", "ray", "--no-progress")
+    assert code == 0 and "3 runs recorded, 2 already in the store, 0 models trained" in stdout, err

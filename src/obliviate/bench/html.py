@@ -195,7 +195,10 @@ def _pareto_plot(points: list[tuple[str, float, float, Any]], prefix: str) -> st
 
 
 def _spread_labels(fig: Any, labels: list[Any]) -> None:
-    """Move point labels down (in steps of their height) until no two overlap."""
+    """Move point labels off each other: the first offset (right of the point, then above, below and left of it,
+    farther each round) at which a label overlaps no label placed before and stays inside the axes; a label with
+    no such place keeps its first one.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     if len(labels) < 2:
@@ -204,14 +207,22 @@ def _spread_labels(fig: Any, labels: list[Any]) -> None:
     fig.canvas.draw()  # lays the figure out, so text extents are final
     renderer = fig.canvas.get_renderer()
     placed: list[Any] = []
-    points_per_pixel = 72.0 / fig.dpi
+    candidates = [(5, 3)]
+    for step in range(1, 7):
+        candidates += [(5, 3 + 9 * step), (5, 3 - 9 * step), (-5, 3 + 9 * step), (-5, 3 - 9 * step)]
     for text in sorted(labels, key=lambda t: (-t.xy[1], t.xy[0])):
-        box = text.get_window_extent(renderer)
-        for _ in range(12):
-            if not any(box.overlaps(other) for other in placed):
+        frame = text.axes.get_window_extent(renderer)
+        first = text.xyann, text.get_ha()
+        for dx, dy in candidates:
+            text.xyann = (dx, dy)
+            text.set_ha("left" if dx > 0 else "right")
+            box = text.get_window_extent(renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(other) for other in placed):
                 break
-            dx, dy = text.xyann
-            text.xyann = (dx, dy - (box.height + 1) * points_per_pixel)
+        else:
+            text.xyann, ha = first
+            text.set_ha(ha)
             box = text.get_window_extent(renderer)
         placed.append(box)
 
