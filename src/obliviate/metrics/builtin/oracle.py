@@ -9,7 +9,7 @@ from .. import functional as MF
 from ..base import Metric, register_metric
 from ..context import MetricContext
 
-__all__ = ["ActivationDistance", "AvgGap", "JSDivergence", "KLDivergence", "WeightDistance"]
+__all__ = ["ActivationDistance", "AvgGap", "JSDivergence", "KLDivergence", "TugOfWar", "WeightDistance"]
 
 _REFERENCE = "tests/reference/test_metrics_reference.py::"
 
@@ -41,6 +41,29 @@ class AvgGap(Metric):
         """:func:`~obliviate.metrics.functional.avg_gap` of the model's and the reference's values."""
         oracle = ctx.reference.metrics(MF.GAP_METRICS, needed_for="avg_gap")
         return MF.avg_gap({n: ctx.metric(n) for n in MF.GAP_METRICS}, oracle)
+
+
+@register_metric("tow")
+class TugOfWar(Metric):
+    """RUM's Tug-of-War: the product over forget, retain and test accuracy of (1 - |gap to the oracle|).
+
+    :func:`~obliviate.metrics.functional.tug_of_war` of :data:`~obliviate.metrics.functional.TOW_METRICS`
+    (accuracies as fractions, so no division by 100); 1 means the retrained model's accuracies.
+    """
+
+    description = "Tug-of-War: product of (1 - |gap to the oracle|) over forget, retain and test accuracy"
+    goal = "higher"
+    requires = ("forget", "retain", "test_retain", "reference")
+    fraction = False
+    bounds = (0.0, 1.0)
+    reference_test = (
+        "tests/unit/metrics/test_pool_metrics.py::test_tow_metric_is_the_product_of_one_minus_accuracy_gaps_to_the_reference"
+    )
+
+    def compute(self, ctx: MetricContext) -> float:
+        """:func:`~obliviate.metrics.functional.tug_of_war` of the model's and the reference's accuracies."""
+        oracle = ctx.reference.metrics(MF.TOW_METRICS, needed_for="tow")
+        return MF.tug_of_war({n: ctx.metric(n) for n in MF.TOW_METRICS}, oracle)
 
 
 @register_metric("weight_distance")
