@@ -13,6 +13,13 @@ them. (The seed code drew the validation split with the forget seed, so a model 
 draw and evaluated on another had "retain" rows it never saw and "held-out" rows it trained on.)
 A :class:`TrainingSet` names the rows a model was trained on; ``ob.unlearn`` and
 ``ob.evaluate`` compare it with the scenario's and refuse a mismatch.
+
+A corrective scenario (:meth:`Scenario.corrupted`) also holds a
+:class:`~obliviate.data.corrupt.Corruption`: the original was trained with some rows corrupted
+(flipped labels, or a backdoor trigger with the target label), and those rows are the forget set.
+Its ``train`` and ``forget`` views yield the corrupted rows, ``retain``, ``val`` and ``test`` are
+clean, and its training set is named after the corruption (``"<dataset>+<kind>:<digest>"``), so a
+model trained on the clean rows does not pass for its original.
 """
 
 from __future__ import annotations
@@ -32,12 +39,13 @@ from .._validation import check_interval, check_seed
 from ..errors import InvalidConfigError
 from ..registry import suggest
 from .base import DatasetSplits, Subset
+from .corrupt import CORRUPTION_KINDS, Corruption, trigger_value
 
 __all__ = ["Scenario", "TrainingSet", "validation_split", "parse_scenario", "SCENARIO_KINDS", "SPLITS"]
 
 Split = Literal["forget", "retain", "val", "train", "test"]
 SPLITS: tuple[str, ...] = ("forget", "retain", "val", "train", "test")
-SCENARIO_KINDS: tuple[str, ...] = ("random", "classwise", "subclass", "custom")
+SCENARIO_KINDS: tuple[str, ...] = ("random", "classwise", "subclass", "custom", "corrupted")
 _SCHEMA = "obliviate.scenario/1"
 
 
@@ -133,6 +141,13 @@ class TrainingSet:
 
     def explain(self, other: TrainingSet, scenario: Scenario | None = None) -> str:
         """Why ``other`` (what a scenario expects) differs from this training set, in words."""
+        if other.dataset.startswith(self.dataset + "+"):
+            return (
+                f"the model was trained on clean rows of {self.dataset!r}, but the scenario's original was trained with "
+                f"corrupted rows ({other.dataset!r}): train it on scenario.train"
+            )
+        if self.dataset.startswith(other.dataset + "+"):
+            return f"the model was trained with corrupted rows ({self.dataset!r}), the scenario is on clean {other.dataset!r}"
         if self.dataset != other.dataset:
             return f"the model was trained on dataset {self.dataset!r}, the scenario is on {other.dataset!r}"
         text = (
@@ -170,11 +185,13 @@ class Scenario:
         retain_idx: Train-split indices to keep (D_r).
         val_idx: Train-split indices held out from training (D_v).
         test_idx: Test-split indices (all of them).
-        kind: "random", "classwise", "subclass" or "custom".
+        kind: "random", "classwise", "subclass", "custom" or "corrupted".
         name: Short name used in tables, e.g. "class:3", "random:0.1".
         seed: Seed of the forget draw.
         val_seed: Seed of the validation split (default 0, independent of ``seed``).
         params: The arguments that built it (forget_class, fraction, ...).
+        corruption: The corrupted rows (exactly ``forget_idx``) and what was done to them, for a
+            ``"corrupted"`` scenario; None otherwise.
     """
 
     dataset: DatasetSplits
@@ -187,6 +204,7 @@ class Scenario:
     seed: int = 0
     val_seed: int = 0
     params: dict[str, Any] = field(default_factory=dict)
+    corruption: Corruption | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in SCENARIO_KINDS:
@@ -201,6 +219,24 @@ class Scenario:
                 raise InvalidConfigError(
                     f"Scenario splits must be disjoint, but train index {int(common[0])} is in both {a} and {b}."
                 )
+        if (self.kind == "corrupted") != (self.corruption is not None):
+            raise InvalidConfigError(
+                "A Scenario has a corruption exactly when its kind is 'corrupted'; build it with Scenario.corrupted."
+            )
+        if self.corruption is not None:
+            self._check_corruption(self.corruption)
+
+    def _check_corruption(self, c: Corruption) -> None:
+        if not np.array_equal(c.indices, self.forget_idx):
+            raise InvalidConfigError("A corrupted scenario's forget set must be exactly its corrupted rows.")
+        c.check_fits(self.dataset.train, self.dataset.input_shape)
+        true = self.dataset.train_targets[c.indices]
+        if c.labels.size and (c.labels.min() < 0 or c.labels.max() >= self.dataset.num_classes):
+            raise InvalidConfigError(f"A corrupted label lies outside the dataset's {self.dataset.num_classes} classes.")
+        if c.kind == "label_flip" and np.any(c.labels == true):
+            raise InvalidConfigError("Every row of a label flip carries a label other than its true one.")
+        if c.kind == "backdoor" and np.any(true == c.target):
+            raise InvalidConfigError(f"A backdoor's rows are drawn from classes other than its target {c.target}.")
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -380,6 +416,113 @@ class Scenario:
         )
 
     @classmethod
+    def corrupted(
+        cls,
+        dataset: DatasetSplits,
+        fraction: float,
+        kind: str = "label_flip",
+        seed: int = 0,
+        *,
+        target: int | str = 0,
+        patch: int = 3,
+        val_fraction: float = 0.1,
+        val_seed: int = 0,
+    ) -> Scenario:
+        """Corrective unlearning: the original was trained with corrupted rows, and forget is exactly those rows.
+
+        A random ``fraction`` of the training rows outside the validation split is corrupted
+        (Goel et al., "Corrective Machine Unlearning"):
+
+        * ``"label_flip"``: each row gets another label, uniform over the other classes;
+        * ``"backdoor"``: rows are drawn from the classes other than ``target``, a ``patch`` x
+          ``patch`` square at the bottom-right corner of each input is set, in every channel, to
+          that channel's maximum input value over the train split, and the row is relabelled to
+          ``target`` (poison and relabel).
+
+        :attr:`train` and :attr:`forget` yield the corrupted rows (what the original is trained on
+        and what must be unlearned); :attr:`retain`, :attr:`val` and :attr:`test` are clean, so the
+        retrained oracle has never seen a corrupted row. :attr:`forget_clean` gives the forgotten
+        rows as they truly are and, for a backdoor, :attr:`test_triggered` the test samples of
+        the other classes with the trigger (the ``forget_true_acc`` and ``attack_success_rate``
+        metrics). The corruption (:attr:`corruption`: kind, rows, labels, trigger, target) is in
+        the scenario's JSON and hash, and its digest in the name of :attr:`training_set`.
+
+        Args:
+            dataset: The dataset.
+            fraction: Share of train-minus-val to corrupt, in (0, 1).
+            kind: ``"label_flip"`` or ``"backdoor"``.
+            seed: Seed of the draw of the rows and of their new labels.
+            target: The backdoor's target class (index or name).
+            patch: Side of the backdoor's square trigger, in pixels.
+            val_fraction: Share of each class held out as the validation split.
+            val_seed: Seed of the validation split (default 0, independent of ``seed``).
+
+        Example:
+            >>> from obliviate.data import load_dataset
+            >>> sc = Scenario.corrupted(load_dataset("digits"), 0.1, "backdoor", target=0)
+            >>> sc.name, sc.kind, len(sc.forget), set(sc.forget.targets.tolist())
+            ('backdoor:0.1', 'corrupted', 129, {0})
+        """
+        owner = "Scenario.corrupted"
+        seed = _check_seed(owner, seed)
+        val_seed = _check_seed(owner, val_seed)
+        if kind not in CORRUPTION_KINDS:
+            raise InvalidConfigError(
+                f"The 'kind' parameter of {owner} must be one of {', '.join(CORRUPTION_KINDS)}; got {kind!r}."
+                f"{suggest(str(kind), list(CORRUPTION_KINDS))}"
+            )
+        fraction = check_interval(owner, "fraction", fraction, low=0.0, high=1.0, closed="neither")
+        val, pool = cls._pool(dataset, val_fraction, val_seed)
+        n = int(fraction * len(pool))
+        if n < 1:
+            raise InvalidConfigError(
+                f"{owner}: fraction={fraction} of {len(pool)} samples selects nothing; use a larger fraction."
+            )
+        targets = dataset.train_targets
+        rng = np.random.default_rng([seed, 4])
+        if kind == "label_flip":
+            if dataset.num_classes < 2:
+                raise InvalidConfigError(
+                    f"{owner}: a label flip needs at least 2 classes; {dataset.name!r} has {dataset.num_classes}."
+                )
+            rows = np.sort(rng.choice(pool, size=n, replace=False))
+            # uniform over the other classes: add 1 .. C-1 modulo C
+            labels = (targets[rows] + rng.integers(1, dataset.num_classes, size=n)) % dataset.num_classes
+            corruption = Corruption(kind=kind, indices=rows, labels=labels)
+            name, extra = f"corrupt:{fraction:g}", {"target": None, "patch": None}
+        else:
+            t = _resolve_class(owner, "target", target, dataset.classes, dataset.num_classes)
+            patch = check_interval(owner, "patch", patch, kind=int, low=1)
+            side = min(dataset.input_shape[-2:]) if len(dataset.input_shape) >= 2 else dataset.input_shape[-1]
+            if patch > side:
+                raise InvalidConfigError(
+                    f"The 'patch' parameter of {owner} must fit the inputs ({tuple(dataset.input_shape)}); got {patch}."
+                )
+            eligible = pool[targets[pool] != t]
+            if n > len(eligible):
+                raise InvalidConfigError(
+                    f"{owner}: fraction={fraction} asks for {n} backdoored rows, but only {len(eligible)} training rows "
+                    f"lie outside the target class {t}; use a smaller fraction."
+                )
+            rows = np.sort(rng.choice(eligible, size=n, replace=False))
+            value = trigger_value(dataset.train)
+            corruption = Corruption(kind=kind, indices=rows, labels=np.full(n, t), target=t, patch=patch, value=value)
+            name = f"backdoor:{fraction:g}" + (f":target={t}" if t != 0 else "") + (f":patch={patch}" if patch != 3 else "")
+            extra = {"target": t, "patch": patch}
+        return cls._build(
+            dataset,
+            rows,
+            pool,
+            val,
+            kind="corrupted",
+            name=name,
+            seed=seed,
+            val_seed=val_seed,
+            params={"fraction": fraction, "corruption": kind, **extra, "val_fraction": val_fraction},
+            corruption=corruption,
+        )
+
+    @classmethod
     def from_indices(
         cls,
         dataset: DatasetSplits,
@@ -432,8 +575,22 @@ class Scenario:
 
     @cached_property
     def training_set(self) -> TrainingSet:
-        """What the original model must have been trained on: ``sorted(forget ∪ retain)``."""
-        return TrainingSet.of(self.dataset.name, self.train_idx)
+        """What the original model must have been trained on: ``sorted(forget ∪ retain)``.
+
+        For a corrupted scenario its dataset name carries the corruption's digest
+        (``"<dataset>+<kind>:<digest>"``): the clean rows are other data.
+        """
+        return TrainingSet.of(self._train_name, self.train_idx)
+
+    @cached_property
+    def _train_name(self) -> str:
+        c = self.corruption
+        return self.dataset.name if c is None else f"{self.dataset.name}+{c.kind}:{c.digest[:16]}"
+
+    @cached_property
+    def train_split(self) -> Dataset:
+        """The dataset's train split as the original model saw it (with the corrupted rows changed, if any)."""
+        return self.dataset.train if self.corruption is None else self.corruption.apply(self.dataset.train)
 
     @cached_property
     def retain_set(self) -> TrainingSet:
@@ -483,19 +640,35 @@ class Scenario:
 
     @cached_property
     def forget(self) -> Subset:
-        return Subset(self.dataset.train, self.forget_idx, train_split_of=self.dataset.name)
+        return Subset(self.train_split, self.forget_idx, train_split_of=self._train_name)
 
     @cached_property
     def retain(self) -> Subset:
-        return Subset(self.dataset.train, self.retain_idx, train_split_of=self.dataset.name)
+        return Subset(self.train_split, self.retain_idx, train_split_of=self.dataset.name)
 
     @cached_property
     def val(self) -> Subset:
-        return Subset(self.dataset.train, self.val_idx, train_split_of=self.dataset.name)
+        return Subset(self.train_split, self.val_idx, train_split_of=self.dataset.name)
 
     @cached_property
     def train(self) -> Subset:
-        return Subset(self.dataset.train, self.train_idx, train_split_of=self.dataset.name)
+        return Subset(self.train_split, self.train_idx, train_split_of=self._train_name)
+
+    @cached_property
+    def forget_clean(self) -> Subset | None:
+        """The forget rows as they truly are (clean inputs, true labels); None unless corrupted."""
+        return None if self.corruption is None else Subset(self.dataset.train, self.forget_idx)
+
+    @cached_property
+    def test_triggered(self) -> Dataset | None:
+        """The test samples whose class is not the backdoor's target, with the trigger stamped and
+        their true labels (the data of the attack success rate); None unless a backdoor.
+        """
+        c = self.corruption
+        if c is None or c.kind != "backdoor":
+            return None
+        keep = self.test_idx[self.dataset.test_targets[self.test_idx] != c.target]
+        return Subset(c.triggered(self.dataset.test), keep)
 
     @cached_property
     def test(self) -> Subset:
@@ -569,13 +742,23 @@ class Scenario:
         """SHA-256 of the dataset name, the four index arrays, the kind and the parameters.
 
         ``kind`` and ``params`` are included because they define ``test_retain`` and
-        ``test_forget``: editing the forgotten class in a saved file must not go unnoticed.
+        ``test_forget``: editing the forgotten class in a saved file must not go unnoticed. A
+        corrupted scenario's corruption (rows, labels, trigger) is included too.
         """
-        return _hash(self.dataset.name, self.kind, self.params, self.forget_idx, self.retain_idx, self.val_idx, self.test_idx)
+        return _hash(
+            self.dataset.name,
+            self.kind,
+            self.params,
+            self.forget_idx,
+            self.retain_idx,
+            self.val_idx,
+            self.test_idx,
+            corruption=self.corruption,
+        )
 
     def summary(self) -> dict[str, Any]:
-        """The scenario block of a run record."""
-        return {
+        """The scenario block of a run record (with ``corruption``: kind, size, digest, trigger, when corrupted)."""
+        out = {
             "name": self.name,
             "kind": self.kind,
             "dataset": self.dataset.name,
@@ -586,6 +769,9 @@ class Scenario:
             "train_set": self.training_set.to_json(),
             "retain_set": self.retain_set.to_json(),
         }
+        if self.corruption is not None:
+            out["corruption"] = self.corruption.summary()
+        return out
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict holding every index."""
@@ -597,6 +783,7 @@ class Scenario:
             "retain_idx": self.retain_idx.tolist(),
             "val_idx": self.val_idx.tolist(),
             "test_idx": self.test_idx.tolist(),
+            **({} if self.corruption is None else {"corruption": self.corruption.to_json()}),
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -621,7 +808,8 @@ class Scenario:
         except (TypeError, ValueError) as e:
             raise InvalidConfigError(f"The scenario file's indices are not integer lists: {e}") from None
         kind, params = data.get("kind", "custom"), dict(data.get("params") or {})
-        digest = _hash(dataset.name, kind, params, *arrays.values())
+        corruption = None if data.get("corruption") is None else Corruption.from_json(data["corruption"])
+        digest = _hash(dataset.name, kind, params, *arrays.values(), corruption=corruption)
         if digest != data.get("hash"):
             raise InvalidConfigError("The scenario file's hash does not match its indices: the file was edited or corrupted.")
         return cls(
@@ -632,6 +820,7 @@ class Scenario:
             seed=int(data.get("seed", 0)),
             val_seed=int(data.get("val_seed", 0)),
             params=params,
+            corruption=corruption,
         )
 
     @classmethod
@@ -659,12 +848,16 @@ class Scenario:
         )
 
 
-def _hash(name: str, kind: str, params: dict[str, Any], *arrays: np.ndarray) -> str:
-    payload = json.dumps(
-        {"dataset": name, "kind": kind, "params": params, "indices": [np.asarray(a, dtype=np.int64).tolist() for a in arrays]},
-        separators=(",", ":"),
-        sort_keys=True,
-    )
+def _hash(name: str, kind: str, params: dict[str, Any], *arrays: np.ndarray, corruption: Corruption | None = None) -> str:
+    data: dict[str, Any] = {
+        "dataset": name,
+        "kind": kind,
+        "params": params,
+        "indices": [np.asarray(a, dtype=np.int64).tolist() for a in arrays],
+    }
+    if corruption is not None:  # absent otherwise, so the hashes of other scenarios are what they were
+        data["corruption"] = corruption.to_json()
+    payload = json.dumps(data, separators=(",", ":"), sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -686,18 +879,21 @@ def _resolve_class(owner: str, name: str, value: Any, classes: tuple[str, ...], 
 
 def parse_scenario(spec: str, dataset: DatasetSplits, *, seed: int = 0, val_fraction: float = 0.1, val_seed: int = 0) -> Scenario:
     """Build a scenario from its short name: ``class:3``, ``class:3:n=50``, ``random:0.1``,
-    ``random:n=100``, ``subclass:rocket``.
+    ``random:n=100``, ``subclass:rocket``, ``corrupt:0.1`` (labels flipped), ``backdoor:0.1``,
+    ``backdoor:0.1:target=2`` or ``backdoor:0.1:target=2:patch=2`` (see :meth:`Scenario.corrupted`).
 
     Raises:
         InvalidConfigError: the text is not of one of these forms.
     """
     kind, _, rest = str(spec).partition(":")
     parts = rest.split(":") if rest else []
+    common = {"seed": seed, "val_fraction": val_fraction, "val_seed": val_seed}
+    if kind in ("corrupt", "backdoor"):
+        return _parse_corrupted(spec, kind, parts, dataset, common)
     count = None
     if len(parts) == 2 and parts[1].startswith("n="):
         count = _parse_int(spec, parts[1][2:])
         parts = parts[:1]
-    common = {"seed": seed, "val_fraction": val_fraction, "val_seed": val_seed}
     if kind == "class" and len(parts) == 1:
         return Scenario.classwise(dataset, forget_class=parts[0], count=count, **common)
     if kind == "subclass" and len(parts) == 1:
@@ -712,11 +908,37 @@ def parse_scenario(spec: str, dataset: DatasetSplits, *, seed: int = 0, val_frac
         except ValueError:
             raise InvalidConfigError(f"Scenario {spec!r}: {parts[0]!r} is not a fraction; write e.g. 'random:0.1'.") from None
         return Scenario.random(dataset, fraction=fraction, **common)
-    kinds = ["class", "random", "subclass"]
+    kinds = ["class", "random", "subclass", "corrupt", "backdoor"]
     raise InvalidConfigError(
-        f"Unknown scenario {spec!r}.{suggest(kind, kinds)} Write 'class:C', 'class:C:n=K', 'random:F', 'random:n=K' "
-        "or 'subclass:NAME'."
+        f"Unknown scenario {spec!r}.{suggest(kind, kinds)} Write 'class:C', 'class:C:n=K', 'random:F', 'random:n=K', "
+        "'subclass:NAME', 'corrupt:F' or 'backdoor:F[:target=C][:patch=P]'."
     )
+
+
+def _parse_corrupted(spec: str, kind: str, parts: list[str], dataset: DatasetSplits, common: dict[str, Any]) -> Scenario:
+    """``corrupt:F`` or ``backdoor:F[:target=C][:patch=P]``."""
+    form = "'corrupt:F'" if kind == "corrupt" else "'backdoor:F', 'backdoor:F:target=C' or 'backdoor:F:target=C:patch=P'"
+    if not parts or not parts[0]:
+        raise InvalidConfigError(
+            f"Scenario {spec!r} needs the fraction of training rows to corrupt; write {form}, e.g. '{kind}:0.1'."
+        )
+    try:
+        fraction = float(parts[0])
+    except ValueError:
+        raise InvalidConfigError(f"Scenario {spec!r}: {parts[0]!r} is not a fraction; write {form}, e.g. '{kind}:0.1'.") from None
+    options: dict[str, Any] = {}
+    allowed = ("target", "patch") if kind == "backdoor" else ()
+    for part in parts[1:]:
+        key, eq, value = part.partition("=")
+        if not eq or key not in allowed:
+            raise InvalidConfigError(
+                f"Scenario {spec!r}: {part!r} is not an option of a {kind} scenario; write {form}."
+                + (f"{suggest(key, list(allowed))}" if allowed else "")
+            )
+        if key in options:
+            raise InvalidConfigError(f"Scenario {spec!r} gives {key!r} twice.")
+        options[key] = value if key == "target" else _parse_int(spec, value)
+    return Scenario.corrupted(dataset, fraction, "label_flip" if kind == "corrupt" else "backdoor", **options, **common)
 
 
 def _parse_int(spec: str, text: str) -> int:
