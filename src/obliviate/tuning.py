@@ -739,7 +739,7 @@ def _import_optuna() -> Any:
 def _preflight(method: UnlearningMethod, scenario: Scenario, recording: Any) -> None:
     """Refuse before any trial what would fail every trial alike (scenario kind, empty splits, recording)."""
     cls = type(method)
-    if scenario.kind not in cls.kinds:
+    if not cls.supports(scenario.kind):
         raise InvalidConfigError(
             f"{cls.__name__} supports {', '.join(sorted(cls.kinds))} scenarios; {scenario.name!r} is {scenario.kind!r}. "
             "Choose another method for this scenario."

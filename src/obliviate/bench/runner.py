@@ -176,7 +176,7 @@ def run(
     plans = {s: [parse_scenario(spec, data[spec], seed=s) for spec in scenarios] for s in seed_list}
 
     def applicable(sc: Any) -> list[tuple[str, str, dict[str, Any]]]:
-        return [v for v in chosen if not only_applicable or sc.kind in METHODS.get(v[1]).kinds]
+        return [v for v in chosen if not only_applicable or METHODS.get(v[1]).supports(sc.kind)]
 
     names = {data[spec].name for spec in scenarios}
     steps = sum((2 if oracle else 1) + len(applicable(sc)) for sc in plans[seed_list[0]])

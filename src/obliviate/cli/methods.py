@@ -21,6 +21,7 @@ def run(args: argparse.Namespace) -> int:
     """List the methods, or show one's requirements, docstring, hyperparameters and presets."""
     from rich.table import Table
 
+    from ..data.scenario import SCENARIO_KINDS
     from ..methods import METHODS
 
     con = console()
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         cls = METHODS.get(args.name)
         con.print(
             f"[bold]{args.name}[/bold] ({cls.__name__}); requires: {', '.join(sorted(cls.requires))}; "
-            f"scenarios: {', '.join(sorted(cls.kinds))}; exact: {cls.exact}"
+            f"scenarios: {', '.join(cls.describe()['kinds'])}; exact: {cls.exact}"
             + ("; needs the training recording (obliviate train --record)" if getattr(cls, "needs_recording", False) else "")
         )
         print(inspect.cleandoc(cls.__doc__ or ""))
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(col)
     for name, cls in METHODS.items():
         info = cls.describe()
-        kinds = "all" if len(info["kinds"]) == 4 else ",".join(info["kinds"])
+        kinds = "all" if len(info["kinds"]) == len(SCENARIO_KINDS) else ",".join(info["kinds"])
         table.add_row(
             name, ",".join(info["requires"]), kinds, "yes" if cls.exact else "", ",".join(info["presets"]), info["summary"]
         )

@@ -347,7 +347,8 @@ class UnlearningMethod(Config):
         requires: The scenario splits ``_unlearn`` reads ("forget", "retain", "val", "train",
             "test"); each must be non-empty.
         kinds: The scenario kinds the method's paper supports ("random", "classwise",
-            "subclass", "custom"); others are refused with a clear error.
+            "subclass", "custom", "corrupted"); others are refused with a clear error. A method
+            that supports "random" also runs on "corrupted" scenarios (see :meth:`supports`).
         exact: True when the result equals retraining from scratch on D_r; the class docstring
             states what it is exact with respect to under "Exact with respect to:", and the
             contract suite checks exactly that against an independent ``ob.train``.
@@ -364,6 +365,16 @@ class UnlearningMethod(Config):
     kinds: ClassVar[frozenset[str]] = frozenset(SCENARIO_KINDS)
     exact: ClassVar[bool] = False
     needs_recording: ClassVar[bool] = False
+
+    @classmethod
+    def supports(cls, kind: str) -> bool:
+        """Whether the method runs on scenarios of ``kind``: the one rule every kind check uses.
+
+        A kind in :attr:`kinds`, and ``"corrupted"`` wherever ``"random"`` is: a corrective
+        scenario's forget set is a random draw of training rows (corrupted ones), so a method
+        that forgets random rows applies to it.
+        """
+        return kind in cls.kinds or (kind == "corrupted" and "random" in cls.kinds)
 
     def load_dependencies(self) -> None:
         """Import the optional packages this configuration needs; ``unlearn`` calls it before the timer.
@@ -445,7 +456,7 @@ class UnlearningMethod(Config):
         seed = check_seed(f"{type(self).__name__}.unlearn", seed)
         model = check_training_set(model, scenario, f"{type(self).__name__}.unlearn")
         check_output_width(f"{type(self).__name__}.unlearn", model, scenario.dataset.train, scenario.dataset.num_classes)
-        if scenario.kind not in self.kinds:
+        if not self.supports(scenario.kind):
             raise InvalidConfigError(
                 f"{type(self).__name__} supports {', '.join(sorted(self.kinds))} scenarios; {scenario.name!r} is "
                 f"{scenario.kind!r}. Choose another method for this scenario."
@@ -588,7 +599,7 @@ class UnlearningMethod(Config):
             "class": cls.__name__,
             "summary": doc.splitlines()[0] if doc else "",
             "requires": sorted(cls.requires),
-            "kinds": sorted(cls.kinds),
+            "kinds": sorted(k for k in SCENARIO_KINDS if cls.supports(k)),
             "exact": cls.exact,
             "needs_recording": cls.needs_recording,
             "presets": sorted(cls.presets),
