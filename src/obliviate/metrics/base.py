@@ -46,6 +46,8 @@ INPUTS: tuple[str, ...] = (
     "reference",
     "recording",
     "risk_scorer",
+    "corruption",
+    "trigger",
 )
 """What a metric may declare in ``requires``.
 
@@ -54,7 +56,10 @@ INPUTS: tuple[str, ...] = (
 * ``model``: the evaluated network itself (its weights, or outputs on other data);
 * ``reference``: the retrained oracle (its weights, its outputs on D_f, its metrics);
 * ``recording``: ``evaluate(recording=...)``, the recording of the original training;
-* ``risk_scorer``: ``evaluate(risk_scorer=...)``, a fitted privacy-risk scorer.
+* ``risk_scorer``: ``evaluate(risk_scorer=...)``, a fitted privacy-risk scorer;
+* ``corruption``: the corrupted rows of a corrective scenario (:meth:`~obliviate.data.Scenario.corrupted`),
+  with their true inputs and labels;
+* ``trigger``: the trigger and target class of a backdoor scenario.
 """
 
 

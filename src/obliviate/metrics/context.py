@@ -58,6 +58,8 @@ def available_inputs(scenario: Scenario, *, reference: bool, recording: bool, ri
         ("recording", recording),
         ("risk_scorer", risk_scorer),
         ("test_forget", scenario.test_forget is not None),
+        ("corruption", scenario.corruption is not None),
+        ("trigger", scenario.test_triggered is not None),
     ):
         if not present:
             out.discard(name)
@@ -70,6 +72,10 @@ def missing_message(metric: str, needed: str, scenario: Scenario) -> str:
         return f"Metric {metric!r} needs the retrained model: pass reference=... to evaluate."
     if needed == "test_forget":
         return f"Metric {metric!r} needs a class-wise or sub-class scenario; {scenario.name!r} has no forgotten class."
+    if needed == "corruption":
+        return f"Metric {metric!r} needs a corrective scenario (Scenario.corrupted); {scenario.name!r} has no corrupted rows."
+    if needed == "trigger":
+        return f"Metric {metric!r} needs a backdoor scenario (kind='backdoor'); {scenario.name!r} is not one."
     if needed == "recording":
         return (
             f"Metric {metric!r} needs the recording of the original training: "
@@ -321,6 +327,33 @@ class MetricContext:
         if self._risk_scorer is None:
             raise MissingDataError("This evaluation has no risk scorer: pass risk_scorer=... to evaluate.")
         return self._risk_scorer
+
+    @property
+    def corruption(self) -> Any:
+        """The scenario's :class:`~obliviate.data.corrupt.Corruption`.
+
+        Raises:
+            MissingDataError: the scenario is not a corrective one.
+        """
+        self.touched.add("corruption")
+        if self.scenario.corruption is None:
+            raise MissingDataError(f"Scenario {self.scenario.name!r} has no corrupted rows (build one with Scenario.corrupted).")
+        return self.scenario.corruption
+
+    @property
+    def trigger(self) -> Any:
+        """The backdoor's :class:`~obliviate.data.corrupt.Corruption` (its trigger and target).
+
+        Raises:
+            MissingDataError: the scenario is not a backdoor one.
+        """
+        self.touched.add("trigger")
+        c = self.scenario.corruption
+        if c is None or c.kind != "backdoor":
+            raise MissingDataError(
+                f"Scenario {self.scenario.name!r} is not a backdoor scenario (Scenario.corrupted(..., kind='backdoor'))."
+            )
+        return c
 
     # ------------------------------------------------------------------ derived
     def attack_features(self, feature: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

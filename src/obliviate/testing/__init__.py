@@ -75,13 +75,15 @@ def toy_dataset() -> DatasetSplits:
 
 
 def toy_scenario(kind: str = "classwise", seed: int = 0) -> Scenario:
-    """Class-wise (class 3) or random (10 %) forgetting on :func:`toy_dataset`."""
+    """Class-wise (class 3), random (10 %) or corrective (10 % backdoored to class 0) forgetting on :func:`toy_dataset`."""
     ds = toy_dataset()
     if kind == "classwise":
         return Scenario.classwise(ds, forget_class=3, seed=seed)
     if kind == "random":
         return Scenario.random(ds, fraction=0.1, seed=seed)
-    raise InvalidConfigError(f"toy_scenario kind must be 'classwise' or 'random'; got {kind!r}.")
+    if kind == "backdoor":
+        return Scenario.corrupted(ds, 0.1, "backdoor", seed=seed)
+    raise InvalidConfigError(f"toy_scenario kind must be 'classwise', 'random' or 'backdoor'; got {kind!r}.")
 
 
 def _toy_init(seed: int) -> nn.Module:
@@ -395,9 +397,10 @@ def _test_defined(tests_dir: Path, spec: str) -> str | None:
 def check_metric(metric: str | type[Metric], *, tests_dir: str | os.PathLike[str] | None = None, seed: int = 0) -> dict[str, str]:
     """Run the contract suite on a registered metric; raise ``AssertionError`` naming the first failed check.
 
-    The metric is computed on a small recorded MLP of the class-wise :func:`toy_scenario`
-    through a :class:`~obliviate.metrics.context.MetricContext` that holds exactly the optional
-    inputs (reference, recording, risk scorer) the metric declares:
+    The metric is computed on a small recorded MLP of the class-wise :func:`toy_scenario` (the
+    backdoor one for a metric that reads ``corruption`` or ``trigger``, same data) through a
+    :class:`~obliviate.metrics.context.MetricContext` that holds exactly the optional inputs
+    (reference, recording, risk scorer) the metric declares:
 
     1. ``declarations``: a registered :class:`~obliviate.metrics.Metric` subclass with a
        description, a valid goal, inputs among :data:`~obliviate.metrics.INPUTS`, registered
@@ -444,7 +447,8 @@ def check_metric(metric: str | type[Metric], *, tests_dir: str | os.PathLike[str
     report["declarations"] = "ok"
 
     run = _metric_run(seed)
-    sc = toy_scenario("classwise", seed)
+    # a metric of corrective scenarios reads a backdoor one (same toy data, so the same model applies)
+    sc = toy_scenario("backdoor" if {"corruption", "trigger"} & set(cls.requires) else "classwise", seed)
     inputs = _metric_inputs(cls.requires, seed)
 
     def compute() -> tuple[float, set[str]]:
