@@ -229,32 +229,48 @@ def test_ulira_finds_the_members_of_a_leaky_toy_and_is_at_chance_on_equal_pools(
     assert leaky["n_pos"] == leaky["n_neg"] == 32 * 200 and leaky["variant"] == variant
     aucs = [MF.ulira(*_leaky_pools(0.0, seed=s), variant=variant)["auc"] for s in (7, 8, 9)]
     assert all(abs(a - 0.5) < 0.05 for a in aucs), aucs
+    small = [MF.ulira(*_leaky_pools(0.0, seed=s, n_models=4, n=500), variant=variant)["auc"] for s in (7, 8, 9)]
+    assert abs(np.mean(small) - 0.5) < 0.03, small  # no bias toward either label at small N either
     # a method that over-forgets (less confident than retraining) is caught only by the two-sided online test
     over = MF.ulira(*_leaky_pools(-2.0, seed=10), variant=variant)["auc"]
     assert (over > 0.9) if variant == "online" else (over < 0.1)
 
 
-def test_ulira_online_equals_an_explicit_leave_one_out_loop_with_sklearn_roc():
+@pytest.mark.parametrize("variant", ["online", "offline"])
+def test_ulira_equals_an_explicit_leave_out_loop_with_sklearn_roc(variant):
     from sklearn.metrics import roc_auc_score, roc_curve
 
     u, r = _leaky_pools(0.7, seed=11, n_models=6, n=5)
+    u = u[:5]  # pools of different sizes: the partner of target j is model j mod N of the other pool
     scores, labels = [], []
     for pool, other, label in ((u, r, 1), (r, u, 0)):
         for j in range(len(pool)):
-            rest = np.delete(pool, j, axis=0)
-            s_in, s_out = (rest, other) if label == 1 else (other, rest)
-            ll = norm.logpdf(pool[j], s_in.mean(0), s_in.std(0)) - norm.logpdf(pool[j], s_out.mean(0), s_out.std(0))
-            scores.extend(ll)
-            labels.extend([label] * len(ll))
-    got = MF.ulira(u, r, variant="online", fprs=(0.1, 0.3))
+            own, rest = np.delete(pool, j, axis=0), np.delete(other, j % len(other), axis=0)
+            s_in, s_out = (own, rest) if label == 1 else (rest, own)
+            if variant == "online":
+                s = norm.logpdf(pool[j], s_in.mean(0), s_in.std(0)) - norm.logpdf(pool[j], s_out.mean(0), s_out.std(0))
+            else:
+                s = (pool[j] - s_out.mean(0)) / s_out.std(0)
+            scores.extend(s)
+            labels.extend([label] * len(s))
+    got = MF.ulira(u, r, variant=variant, fprs=(0.1, 0.3))
     assert got["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
     fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
     for f in (0.1, 0.3):
         assert got["tpr_at"][f] == tpr[fpr <= f].max()
+    assert got["n_pos"] == 25 and got["n_neg"] == 30
+
+
+def test_spec_ulira_identical_pools_give_auc_one_half_and_bad_arguments_raise():
+    u, r = _leaky_pools(0.0, seed=15, n_models=8, n=50)
+    for variant in ("online", "offline"):
+        assert MF.ulira(r.copy(), r, variant=variant)["auc"] == 0.5  # S_in = S_out for every target: Λ = 1
     with pytest.raises(InvalidConfigError, match="variant"):
         MF.ulira(u, r, variant="both")
-    with pytest.raises(InvalidConfigError, match="at least 2 models"):
-        MF.ulira(u[:1], r)
+    with pytest.raises(InvalidConfigError, match="at least 3 models"):
+        MF.ulira(u[:2], r)
+    with pytest.raises(InvalidConfigError, match="fprs"):
+        MF.ulira(u, r, fprs=(0.0,))
 
 
 # ------------------------------------------------------------------------- KLOM (section 3)

@@ -481,11 +481,6 @@ def lira_log_ratio(phi: Any, in_samples: Any, out_samples: Any, *, min_std: floa
     return _gauss_logpdf(x, m_in, sd_in) - _gauss_logpdf(x, m_out, sd_out)
 
 
-def _fit(x: np.ndarray, min_std: float) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and population std (floored) of each example over the pool: ``(n,)`` each."""
-    return x.mean(axis=0), np.maximum(x.std(axis=0), min_std)
-
-
 def _fit_leave_one_out(x: np.ndarray, min_std: float) -> tuple[np.ndarray, np.ndarray]:
     """Mean and population std (floored) of each example over the pool without model j: ``(N, n)`` each."""
     n = x.shape[0]
@@ -510,11 +505,15 @@ def ulira(
     The two pools are the shadow models: the unlearned pool ``u`` holds models that trained on
     each forget example and unlearned it (the "in" shadows, S_in), the retrained pool ``r``
     models that never trained on it (the "out" shadows, S_out). Every model of either pool is in
-    turn the target, left out of its own pool's fit (leave-one-out): for an unlearned target
-    j, N(μ_in, σ_in²) is fitted per example to the other N_u − 1 unlearned models and
-    N(μ_out, σ_out²) to all retrained ones; for a retrained target, to all unlearned models and
-    the other N_r − 1 retrained ones (mean and population standard deviation, σ floored at
-    ``min_std``). The score of (target, example) is
+    turn the target, and the Gaussians N(μ_in, σ_in²) and N(μ_out, σ_out²) are fitted per example
+    to the two pools without the target (leave-one-out) and without its *partner*, the model of
+    the same index in the other pool (index j mod N of that pool): every fit uses N_u − 1
+    unlearned and N_r − 1 retrained models, whichever pool the target comes from. Leaving out the
+    target alone would fit unlearned targets' in-Gaussian to N_u − 1 models and retrained
+    targets' to N_u, a bias toward one label when the pools are alike (strong at small N), and two
+    identical copies of one pool would score AUC 0 instead of the spec's 0.5 (Λ ≡ 1). Fits use
+    the mean and the population standard deviation, σ floored at ``min_std`` (a constant pool
+    gives a very narrow Gaussian instead of a division by zero). The score of (target, example) is
 
     * ``"online"``: ln Λ = ln pdf_in(φ) − ln pdf_out(φ) (LiRA's two-Gaussian test);
     * ``"offline"``: (φ − μ_out) / σ_out, one-sided: an unlearned model that still remembers the
@@ -526,8 +525,8 @@ def ulira(
     here the pools themselves are the shadows, which needs no extra training.
 
     Args:
-        u: ``(N_u, n)`` φ of the unlearned pool on the forget examples (N_u ≥ 2).
-        r: ``(N_r, n)`` φ of the retrained pool (N_r ≥ 2).
+        u: ``(N_u, n)`` φ of the unlearned pool on the forget examples (N_u ≥ 3: a fit keeps N_u − 1).
+        r: ``(N_r, n)`` φ of the retrained pool (N_r ≥ 3).
         variant: ``"online"`` or ``"offline"``.
         fprs: False positive rates at which to report the true positive rate.
         min_std: Floor of every fitted σ.
@@ -543,19 +542,20 @@ def ulira(
     fprs = [float(f) for f in fprs]
     if any(not 0.0 < f < 1.0 for f in fprs):
         raise InvalidConfigError(f"The 'fprs' argument must hold rates in (0, 1); got {fprs}.")
-    u, r = _pools(u, r, min_models=2)
+    u, r = _pools(u, r, min_models=3)
     if u.shape[1] == 0:
         raise MissingDataError("U-LiRA got pools of 0 examples.")
-    mu_u, sd_u = _fit(u, min_std)
-    mu_r, sd_r = _fit(r, min_std)
-    mu_r_loo, sd_r_loo = _fit_leave_one_out(r, min_std)
+    n_u, n_r = u.shape[0], r.shape[0]
+    mu_u, sd_u = _fit_leave_one_out(u, min_std)  # row j: the pool without model j
+    mu_r, sd_r = _fit_leave_one_out(r, min_std)
+    partner_r = np.arange(n_u) % n_r  # the retrained model left out with unlearned target j
+    partner_u = np.arange(n_r) % n_u
     if variant == "online":
-        mu_u_loo, sd_u_loo = _fit_leave_one_out(u, min_std)
-        pos = _gauss_logpdf(u, mu_u_loo, sd_u_loo) - _gauss_logpdf(u, mu_r, sd_r)
-        neg = _gauss_logpdf(r, mu_u, sd_u) - _gauss_logpdf(r, mu_r_loo, sd_r_loo)
+        pos = _gauss_logpdf(u, mu_u, sd_u) - _gauss_logpdf(u, mu_r[partner_r], sd_r[partner_r])
+        neg = _gauss_logpdf(r, mu_u[partner_u], sd_u[partner_u]) - _gauss_logpdf(r, mu_r, sd_r)
     else:
-        pos = (u - mu_r) / sd_r
-        neg = (r - mu_r_loo) / sd_r_loo
+        pos = (u - mu_r[partner_r]) / sd_r[partner_r]
+        neg = (r - mu_r) / sd_r
     scores = np.concatenate([pos.ravel(), neg.ravel()])
     labels = np.concatenate([np.ones(pos.size), np.zeros(neg.size)])
     fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
