@@ -18,7 +18,11 @@ from obliviate.testing import toy_scenario
 from obliviate.training import accuracy, predict
 
 REFERENCE_METRICS = {"avg_gap", "weight_distance", "js_divergence", "kl_divergence", "activation_distance"}
-PLAIN_METRICS = {n for n in METRICS.names() if not METRICS.get(n).needs_reference and not METRICS.get(n).opt_in}
+# metrics of corrective scenarios (Scenario.corrupted): not available on the class-wise and random ones here
+CORRECTIVE_METRICS = {n for n in METRICS.names() if {"corruption", "trigger"} & set(METRICS.get(n).requires)}
+PLAIN_METRICS = {
+    n for n in METRICS.names() if not METRICS.get(n).needs_reference and not METRICS.get(n).opt_in
+} - CORRECTIVE_METRICS
 
 
 def _mlp(sc: ob.Scenario, data, seed: int) -> nn.Module:
@@ -92,7 +96,7 @@ def test_default_metrics_are_all_non_reference_metrics_of_the_registry(ev):
 
 
 def test_reference_adds_avg_gap_weight_distance_and_output_divergences(ev_ref, ev):
-    assert set(ev_ref.metrics) == {n for n in METRICS.names() if not METRICS.get(n).opt_in}
+    assert set(ev_ref.metrics) == {n for n in METRICS.names() if not METRICS.get(n).opt_in} - CORRECTIVE_METRICS
     assert set(ev_ref.metrics) - set(ev.metrics) == REFERENCE_METRICS
     assert {n for n in METRICS.names() if METRICS.get(n).needs_reference} == REFERENCE_METRICS
 
