@@ -295,7 +295,7 @@ class Recording:
 
     def scenario_positions(self, scenario: Scenario) -> np.ndarray:
         """Training positions of ``scenario.forget``, after checking the data matches."""
-        self.training_data(scenario.dataset.train)
+        self.training_data(scenario.train_split)
         return self.positions(scenario.forget_idx)
 
     # ------------------------------------------------------------------ weights
@@ -762,7 +762,7 @@ def naive_retrain(
         A new model in eval mode.
     """
     _check_replayable(recording, loss_fn)
-    data = recording.training_data(scenario.dataset.train)
+    data = recording.training_data(scenario.train_split)
     forget = recording.positions(scenario.forget_idx)
     dev = resolve_device(device)
     key = ("naive_retrain", scenario.hash, str(dev), id(loss_fn) if loss_fn is not None else None)

@@ -54,13 +54,15 @@ class GridPlan:
 
 def _scenario(run: BenchRun, cache: dict[Any, Any]) -> Any:
     from ..data import load_dataset, parse_scenario
+    from ..io import canonical_json
 
     d = run.dataset
-    if ("ds", d.name, d.root) not in cache:
-        cache["ds", d.name, d.root] = load_dataset(d.name, **({"root": d.root} if d.root else {}))
-    k = ("sc", d.name, d.root, d.val_seed, run.scenario, run.seed)
+    dk = ("ds", d.name, d.root, canonical_json(d.load))
+    if dk not in cache:
+        cache[dk] = load_dataset(d.name, **({"root": d.root} if d.root else {}), **d.load)
+    k = ("sc", *dk[1:], d.val_seed, run.scenario, run.scenario_seed)
     if k not in cache:
-        cache[k] = parse_scenario(run.scenario, cache["ds", d.name, d.root], seed=run.seed, val_seed=d.val_seed)
+        cache[k] = parse_scenario(run.scenario, cache[dk], seed=run.scenario_seed, val_seed=d.val_seed)
     return cache[k]
 
 
@@ -232,7 +234,8 @@ def _run_grid(
         bar = GridProgress(len(todo), progress, spec.name)
 
         def keep(record: dict[str, Any], prov: dict[str, Any], r: BenchRun) -> None:
-            pool_keys = [record["bench"]["pool"]["original"], record["bench"]["pool"]["oracle"]]
+            used = record["bench"]["pool"]
+            pool_keys = [k for k in (used["original"], used["oracle"]) if k] if used else []
             if store.add(r.key, record, kind=r.kind, provenance=prov, spec=spec.name, label=r.label, pool_keys=pool_keys):
                 counts["recorded"] += 1  # else another process recorded the key meanwhile: its row stays
             if on_record is not None:
@@ -252,7 +255,13 @@ def _run_grid(
                 finally:
                     counts["trained"] = models.trained - trained_before
             else:
-                counts["trained"] = _run_on_ray(spec, todo, models, dev, n_threads, keep, bar, address, gpus_per_run)
+                tasks = [r for r in todo if r.kind != "pool_metrics"]  # read the members' outputs: after them, here
+                counts["trained"] = _run_on_ray(spec, tasks, models, dev, n_threads, keep, bar, address, gpus_per_run)
+                prov, cache = provenance(dev, n_threads), {}
+                for r in todo:
+                    if r.kind == "pool_metrics":
+                        bar.start(_what(r))
+                        keep(_one_run(r, models, dev, cache, spec.name, n_threads), prov, r)
         finally:
             bar.close()
     return counts
@@ -265,7 +274,7 @@ def _what(r: BenchRun) -> str:
 def _dataset_id(d: DatasetSpec) -> tuple[str, str, str]:
     from ..io import canonical_json
 
-    return d.name, d.model, canonical_json(d.model_options)
+    return d.name, d.model, canonical_json([d.model_options, d.load])
 
 
 def _recorded_datasets(spec: BenchSpec) -> frozenset[tuple[str, str, str]]:
@@ -294,13 +303,21 @@ def _one_run(
 
     sc = _scenario(r, cache)
     d = r.dataset
+    if r.kind in ("pool_member", "pool_metrics"):
+        from .pools import member_record, metrics_record
+
+        record = member_record(r, models, dev, cache, sc) if r.kind == "pool_member" else metrics_record(r, models, sc)
+        used = record.pop("pool_model", None)
+        pool = {"original": used if r.method != "retrain" else None, "oracle": used if r.method == "retrain" else None}
+        record["bench"] = {"spec": spec_name, "key": r.key, "kind": r.kind, "pool": pool if used else None, "threads": n_threads}
+        return record
     needs_recording = r.kind == "unlearn" and METHODS.get(r.method).needs_recording
     common = {"model": d.model, "options": d.model_options, "recipe": d.recipe, "seed": r.seed, "device": dev}
     base, kb = models.get_or_train(
         sc, "original", record=needs_recording, record_if_training=_dataset_id(r.dataset) in recorded, **common
     )
     oracle, ko = models.get_or_train(sc, "oracle", **common)
-    gk = ("reference", d.name, d.root, d.val_seed, r.scenario, r.seed, kb, ko)
+    gk = ("reference", d.name, d.root, str(d.load), d.val_seed, r.scenario, r.seed, kb, ko)
     if gk not in cache:
         cache[gk] = evaluate(oracle, sc, oracle, seed=r.seed)
     reference = cache[gk]
@@ -331,7 +348,13 @@ def _one_run(
             oracle_model=oracle,
             curves=True,
         )
-    record["bench"] = {"spec": spec_name, "key": r.key, "pool": {"original": kb, "oracle": ko}, "threads": n_threads}
+    record["bench"] = {
+        "spec": spec_name,
+        "key": r.key,
+        "kind": r.kind,
+        "pool": {"original": kb, "oracle": ko},
+        "threads": n_threads,
+    }
     return record
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..report import _HEADERS, RESULT_STATUSES, aggregate, format_cell
-from .report import REPORT_COLUMNS, _provenance, group_records
+from .report import REPORT_COLUMNS, _provenance, group_records, pool_rows, split_records
 
 __all__ = ["html_report", "STATUS_COLUMNS"]
 
@@ -329,7 +329,24 @@ def _table(rows: list[dict[str, Any]], runs_by_key: dict[tuple[str, str], list[d
     return "\n".join(out)
 
 
-def _section(index: int, dataset: str, scenario: str, runs: list[dict[str, Any]]) -> str:
+def _pool_table(runs: list[dict[str, Any]]) -> str:
+    header, rows = pool_rows(runs)
+    n = max(((r.get("members") or {}).get("n") or 0) for r in runs)
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join(f'<tr data-method="{_e(row[0])}">' + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return (
+        f'<h3>Per-example metrics over pools of {n} models</h3><div class="table-wrap"><table class="pool" data-table="pool">'
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+        "<p class=\"note\">One forget draw, originals over the pool's seeds. ε-score (the NeurIPS 2023 challenge's): higher "
+        "is better, 1 = indistinguishable from retraining; <em>F floor</em> is the F of two independent retrained pools "
+        "of this size (what exact retraining scores by chance). U-LiRA: 0.5 AUC and low TPR at low FPR are ideal. "
+        "KLOM (nats): lower is better. Accuracies in %.</p>"
+    )
+
+
+def _section(
+    index: int, dataset: str, scenario: str, runs: list[dict[str, Any]], pools: list[dict[str, Any]] | None = None
+) -> str:
     rows = aggregate(runs, REPORT_COLUMNS)
     runs_by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in runs:
@@ -343,6 +360,7 @@ def _section(index: int, dataset: str, scenario: str, runs: list[dict[str, Any]]
         f"<h2>{_e(dataset)} · {_e(scenario)} <small>({len(seeds)} seed{'s' if len(seeds) != 1 else ''}, "
         f"{len(runs)} runs)</small></h2>",
         _table(rows, runs_by_key, scenario),
+        _pool_table(pools) if pools else "",
         '<div class="plots">',
     ]
     points = []
@@ -398,7 +416,9 @@ def html_report(records: Sequence[dict[str, Any]], *, title: str = "obliviate be
     Returns:
         The HTML text (UTF-8).
     """
-    groups = group_records(records)
+    classic, pool_records = split_records(records)
+    groups = group_records(classic)
+    pool_groups = group_records(pool_records)
     specs = sorted({str((r.get("bench") or {}).get("spec")) for r in records if (r.get("bench") or {}).get("spec")})
     summary = f"{len(records)} runs, {len(groups)} scenario{'s' if len(groups) != 1 else ''}"
     if specs:
@@ -406,7 +426,10 @@ def html_report(records: Sequence[dict[str, Any]], *, title: str = "obliviate be
     nav = "".join(
         f'<li><a href="#scenario-{i}">{_e(dataset)} · {_e(scenario)}</a></li>' for i, (dataset, scenario) in enumerate(groups, 1)
     )
-    sections = [_section(i, dataset, scenario, runs) for i, ((dataset, scenario), runs) in enumerate(groups.items(), 1)]
+    sections = [
+        _section(i, dataset, scenario, runs, pool_groups.get((dataset, scenario)))
+        for i, ((dataset, scenario), runs) in enumerate(groups.items(), 1)
+    ]
     prov = []
     for line in _provenance(records):
         name, _, value = line.removeprefix("- ").partition(": ")

@@ -178,10 +178,10 @@ def run(
     def applicable(sc: Any) -> list[tuple[str, str, dict[str, Any]]]:
         return [v for v in chosen if not only_applicable or METHODS.get(v[1]).supports(sc.kind)]
 
-    names = {data[spec].name for spec in scenarios}
+    originals_per_seed = len({sc.training_set.digest for sc in plans[seed_list[0]]})
     steps = sum((2 if oracle else 1) + len(applicable(sc)) for sc in plans[seed_list[0]])
     builds = 1 + sum(d is not None for d in derivations.values())
-    bar = Progress(len(seed_list) * (len(names) * builds + steps * len(derivations)), progress, title=title)
+    bar = Progress(len(seed_list) * (originals_per_seed * builds + steps * len(derivations)), progress, title=title)
 
     def build(sc: Any, seed: int) -> Any:
         if original is not None:
@@ -202,19 +202,21 @@ def run(
 
     try:
         for seed, scs in plans.items():
-            bases: dict[tuple[str, str | None], Any] = {}  # one original per (dataset, seed), one per tag derived from it
+            # one original per (training set, seed), one per tag derived from it: scenarios of one dataset share
+            # its training set, a corrective scenario (corrupted rows) has its own
+            bases: dict[tuple[str, str | None], Any] = {}
             for sc in scs:
-                ds = sc.dataset
-                if (ds.name, None) not in bases:
+                ds, ts = sc.dataset, sc.training_set.digest
+                if (ts, None) not in bases:
                     bar.start(f"seed {seed}: training the original model on {ds.name}")
-                    bases[ds.name, None] = base = build(sc, seed)
+                    bases[ts, None] = base = build(sc, seed)
                     bar.finish(f"seed {seed}: original model trained on {ds.name}", getattr(base, "seconds", None))
                 for tag, derive in derivations.items():
-                    if derive is not None and (ds.name, tag) not in bases:
+                    if derive is not None and (ts, tag) not in bases:
                         bar.start(f"seed {seed}: making the {tag} original model on {ds.name}")
-                        bases[ds.name, tag] = base = derive(bases[ds.name, None], sc, seed, record)
+                        bases[ts, tag] = base = derive(bases[ts, None], sc, seed, record)
                         bar.finish(f"seed {seed}: {tag} original model made on {ds.name}", getattr(base, "seconds", None))
-                    base = bases[ds.name, None if derive is None else tag]
+                    base = bases[ts, None if derive is None else tag]
                     emit(_run_scenario(sc, base, applicable(sc), seed, dev, bar, metrics=metrics, oracle=oracle), tag)
     finally:
         bar.close()

@@ -12,7 +12,7 @@ A spec (``obliviate bench SPEC.toml``)::
     name = "digits"
     model = "cnn"                    # optional (default "cnn"); model_options = {...} optional
     train = { epochs = 30, lr = 0.05 }   # the recipe, over the dataset's default recipe
-    # root = "DIR", val_seed = 0 are optional
+    # root = "DIR", val_seed = 0 are optional; load = { test_fraction = 0.8 } passes loader options
 
     [[scenario]]
     spec = "class:3"
@@ -25,9 +25,18 @@ A spec (``obliviate bench SPEC.toml``)::
     # tune = { budget = "15s", objective = "proxy" }   ob.tune per run instead of fixed values
     # label = "..."                  optional display name of the variant(s)
 
+    [pools]                          # optional: the per-example metrics of pools of models
+    n = 32                           # pool size (3 .. 512); scenario_seed = 0 (the one forget draw); floor = true
+
 Methods that unroll the original training (``sgu``, ``amnesiac``) get an original trained with a
 recording, kept in the pool beside its weights. ``retrain`` is not a method of a spec: every grid
 holds the oracle already.
+
+With a ``[pools]`` table, every (dataset, scenario) also gets pools of ``n`` models over training
+seeds 0 .. n-1 on one forget draw (``scenario_seed``): retrained oracles (and ``n`` more, the second
+pool of the chance floor), originals, and per variant the originals unlearned with that seed;
+each member is a ``pool_member`` run, and one ``pool_metrics`` run per variant computes the
+per-example metrics (:mod:`obliviate.bench.pools`) from them. Tuned variants get no pool.
 
 Per dataset, seed and scenario the expansion holds the ``retrain`` run (the oracle, from the
 model pool), the ``original`` run (the no-op original against it) and one run per variant.
@@ -51,12 +60,16 @@ from ..io import canonical_json
 
 __all__ = ["BenchSpec", "DatasetSpec", "MethodSpec", "BenchRun", "load_spec", "parse_spec", "run_key"]
 
-_TOP = {"name", "seeds", "threads", "skip_inapplicable", "dataset", "scenario", "method"}
-_DATASET = {"name", "model", "model_options", "train", "root", "val_seed"}
+_TOP = {"name", "seeds", "threads", "skip_inapplicable", "dataset", "scenario", "method", "pools"}
+_POOLS = {"n", "scenario_seed", "floor"}
+POOL_N = (3, 512)
+_DATASET = {"name", "model", "model_options", "train", "root", "val_seed", "load"}
 _SCENARIO = {"spec", "datasets"}
 _METHOD = {"name", "label", "params", "preset", "sweep", "tune"}
 _TUNE = {"budget", "objective"}
-RUN_KINDS = ("retrain", "original", "unlearn")
+RUN_KINDS = ("retrain", "original", "unlearn", "pool_member", "pool_metrics")
+POOL_ROLES = ("r", "o", "u")
+"""A pool member's role: ``r`` a retrained oracle, ``o`` an original (the no-op), ``u`` an unlearned model."""
 
 
 def run_key(parts: Mapping[str, Any]) -> str:
@@ -74,6 +87,7 @@ class DatasetSpec:
     recipe: dict[str, Any]
     root: str | None = None
     val_seed: int = 0
+    load: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -102,6 +116,9 @@ class BenchRun:
         preset: The preset the values start from.
         tune: ``{"budget", "objective"}`` for a tuned variant, else None.
         key: The stable key (:func:`run_key` of :meth:`key_parts`).
+        pool: For the pool runs of per-example metrics: ``{"role", "scenario_seed"}`` of a
+            ``pool_member`` (its seed is the training seed of its original or oracle, and of the
+            unlearning), ``{"n", "scenario_seed", "floor"}`` of a ``pool_metrics`` run. None otherwise.
     """
 
     kind: str
@@ -114,10 +131,20 @@ class BenchRun:
     preset: str | None = None
     tune: dict[str, Any] | None = None
     key: str = ""
+    pool: dict[str, Any] | None = None
+
+    @property
+    def scenario_seed(self) -> int:
+        """The seed of the forget draw: the run's seed, or for a pool run the one draw every member shares."""
+        return int(self.pool["scenario_seed"]) if self.pool is not None else self.seed
 
     def key_parts(self) -> dict[str, Any]:
         """Everything that defines the run (what :attr:`key` hashes)."""
+        extra = {} if self.pool is None else {"pool": self.pool}
+        if self.dataset.load:
+            extra["load"] = self.dataset.load
         return {
+            **extra,
             "kind": self.kind,
             "dataset": self.dataset.name,
             "val_seed": self.dataset.val_seed,
@@ -144,11 +171,17 @@ class BenchSpec:
     methods: list[MethodSpec]
     runs: list[BenchRun]
     path: str = "<spec>"
+    pools: dict[str, Any] | None = None
 
     @property
     def unlearning_runs(self) -> list[BenchRun]:
         """The runs of the variants (not the oracles and the no-op originals)."""
         return [r for r in self.runs if r.kind == "unlearn"]
+
+    @property
+    def pool_runs(self) -> list[BenchRun]:
+        """The members and the metric runs of the pools (empty without a ``[pools]`` table)."""
+        return [r for r in self.runs if r.kind in ("pool_member", "pool_metrics")]
 
 
 def _short(value: Any) -> str:
@@ -327,12 +360,16 @@ def parse_spec(doc: Mapping[str, Any], path: str = "<spec>") -> BenchSpec:
                 raise c.fail(f"{where}.model", f"names no registered model ({e})") from None
         root = c.str_(t, "root", where, None)
         val_seed = c.int_(t.get("val_seed", 0), f"{where}.val_seed")
+        load = c.table(t, "load", where)
         try:
-            ds = load_dataset(dname, **({"root": root} if root else {}))
+            ds = load_dataset(dname, **({"root": root} if root else {}), **load)
         except UnlearningError as e:
-            raise c.fail(f"{where}.name", f"names a dataset that cannot be loaded ({e})") from None
+            fld = f"{where}.load" if load and "option" in str(e) else f"{where}.name"
+            raise c.fail(fld, f"names a dataset that cannot be loaded ({e})") from None
         recipe = _resolve_recipe(c, ds, c.table(t, "train", where), where)
-        spec = DatasetSpec(dname, model, c.table(t, "model_options", where), recipe, root, val_seed)
+        spec = DatasetSpec(dname, model, c.table(t, "model_options", where), recipe, root, val_seed, load)
+        if any(d.name == spec.name and d.load != spec.load for d in datasets):
+            raise c.fail(f"{where}.load", "differs from an earlier table of the same dataset; a spec loads a dataset one way")
         if any((d.name, d.model, d.model_options) == (spec.name, spec.model, spec.model_options) for d in datasets):
             raise c.fail(where, "repeats an earlier dataset and model; give each pair once")
         datasets.append(spec)
@@ -365,6 +402,17 @@ def parse_spec(doc: Mapping[str, Any], path: str = "<spec>") -> BenchSpec:
                 raise c.fail(f"{where}.spec", f"is not a scenario of dataset {d.name!r} ({e})") from None
         scenarios.append(sc)
 
+    pools = None
+    if "pools" in doc:
+        raw = c.keys(doc["pools"], _POOLS, "pools")
+        n = c.int_(raw.get("n", 32), "pools.n", low=POOL_N[0])
+        if n > POOL_N[1]:
+            raise c.fail("pools.n", f"must be at most {POOL_N[1]}", n)
+        floor = raw.get("floor", True)
+        if not isinstance(floor, bool):
+            raise c.fail("pools.floor", "must be true or false", floor)
+        pools = {"n": n, "scenario_seed": c.int_(raw.get("scenario_seed", 0), "pools.scenario_seed"), "floor": floor}
+
     tables = _methods(c, c.tables(doc, "method"))
     methods = [m for _, vs, _, _ in tables for m in vs]
     labels = [m.label for m in methods]
@@ -375,7 +423,7 @@ def parse_spec(doc: Mapping[str, Any], path: str = "<spec>") -> BenchSpec:
     for where, variants, mname, swept in tables:
         kinds_ok = METHODS.get(mname).kinds
         for (_dname, sc), kind in kinds.items():
-            if kind not in kinds_ok and not skip:
+            if not METHODS.get(mname).supports(kind) and not skip:
                 raise c.fail(
                     f"{where}.name",
                     f"names {mname}, which supports {', '.join(sorted(kinds_ok))} scenarios, not {sc!r} ({kind})",
@@ -399,9 +447,11 @@ def parse_spec(doc: Mapping[str, Any], path: str = "<spec>") -> BenchSpec:
                 runs.append(BenchRun("retrain", d, sc, seed, "retrain", "retrain", params=d.recipe, preset="original recipe"))
                 runs.append(BenchRun("original", d, sc, seed, "original", "original"))
                 for m in methods:
-                    if kinds[d.name, sc] not in METHODS.get(m.name).kinds:
+                    if not METHODS.get(m.name).supports(kinds[d.name, sc]):
                         continue  # skip_inapplicable (else the spec was refused above)
                     runs.append(BenchRun("unlearn", d, sc, seed, m.name, m.label, resolved[m.label, i], m.preset, m.tune))
+    if pools is not None:
+        runs += _pool_runs(pools, datasets, scenarios, methods, kinds, resolved)
     keyed = []
     for r in runs:
         key = run_key(r.key_parts())
@@ -411,4 +461,75 @@ def parse_spec(doc: Mapping[str, Any], path: str = "<spec>") -> BenchSpec:
         if r.key in seen:
             raise c.fail("method", f"defines the same run twice ({seen[r.key]!r} and {r.label!r} resolve to the same values)")
         seen[r.key] = r.label
-    return BenchSpec(name, seeds, threads, datasets, scenarios, methods, keyed, path)
+    return BenchSpec(name, seeds, threads, datasets, scenarios, methods, keyed, path, pools)
+
+
+def member_run(
+    d: DatasetSpec,
+    scenario: str,
+    seed: int,
+    role: str,
+    method: str,
+    label: str,
+    params: dict[str, Any],
+    preset: str | None,
+    scenario_seed: int,
+) -> BenchRun:
+    """One ``pool_member`` run, keyed (the one place its key parts are put together)."""
+    r = BenchRun(
+        "pool_member", d, scenario, seed, method, label, params, preset, pool={"role": role, "scenario_seed": scenario_seed}
+    )
+    return BenchRun(**{**r.__dict__, "key": run_key(r.key_parts())})
+
+
+def _pool_runs(
+    pools: dict[str, Any],
+    datasets: list[DatasetSpec],
+    scenarios: list[str],
+    methods: list[MethodSpec],
+    kinds: dict[tuple[str, str], str],
+    resolved: dict[tuple[str, int], dict[str, Any]],
+) -> list[BenchRun]:
+    """The pools of every (dataset, scenario): ``n`` retrained oracles (``2n`` with the chance floor's second
+    pool), ``n`` originals and ``n`` unlearned models per variant, then one ``pool_metrics`` run per variant
+    (and one for the no-op original). Members are keyed without ``n``, so a larger pool reuses a smaller one's.
+    """
+    from ..methods import METHODS
+
+    n, s0 = pools["n"], pools["scenario_seed"]
+    out: list[BenchRun] = []
+    for i, d in enumerate(datasets):
+        for sc in scenarios:
+            if (d.name, sc) not in kinds:
+                continue
+            chosen = [m for m in methods if METHODS.get(m.name).supports(kinds[d.name, sc]) and m.tune is None]
+            for seed in range(2 * n if pools["floor"] else n):
+                out.append(
+                    BenchRun(
+                        "pool_member", d, sc, seed, "retrain", "retrain", params=d.recipe, pool={"role": "r", "scenario_seed": s0}
+                    )
+                )
+            for seed in range(n):
+                out.append(BenchRun("pool_member", d, sc, seed, "original", "original", pool={"role": "o", "scenario_seed": s0}))
+            for m in chosen:
+                for seed in range(n):
+                    out.append(
+                        BenchRun(
+                            "pool_member",
+                            d,
+                            sc,
+                            seed,
+                            m.name,
+                            m.label,
+                            resolved[m.label, i],
+                            m.preset,
+                            pool={"role": "u", "scenario_seed": s0},
+                        )
+                    )
+            for m in [None, *chosen]:
+                name, label = ("original", "original") if m is None else (m.name, m.label)
+                params = {} if m is None else resolved[m.label, i]
+                out.append(
+                    BenchRun("pool_metrics", d, sc, s0, name, label, params, None if m is None else m.preset, pool=dict(pools))
+                )
+    return out

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..bench.html import html_report
-    from ..bench.report import REPORT_COLUMNS, group_records, markdown_report
+    from ..bench.report import REPORT_COLUMNS, group_records, markdown_report, split_records
     from ..bench.store import STORE_FILE, ResultStore
     from ..errors import InvalidConfigError
     from ..report import aggregate, csv_text, rich_table
@@ -52,11 +52,12 @@ def run(args: argparse.Namespace) -> int:
         records = store.records()
     if not records:
         raise InvalidConfigError(f"The result store of {str(store_dir)!r} holds no runs yet; run 'obliviate bench' first.")
-    for (dataset, scenario), runs in group_records(records).items():
+    classic, pools = split_records(records)
+    for (dataset, scenario), runs in group_records(classic).items():
         console().print(rich_table(aggregate(runs, REPORT_COLUMNS), f"{dataset} · {scenario}", REPORT_COLUMNS))
     out.mkdir(parents=True, exist_ok=True)
     (out / REPORT_FILE).write_text(markdown_report(records))
-    (out / CSV_FILE).write_text(csv_text(records))
+    (out / CSV_FILE).write_text(csv_text(classic + pools))  # the pools' members are their raw material, not results
     (out / HTML_FILE).write_text(html_report(records), encoding="utf-8")
     console().print(f"{len(records)} runs -> {out / HTML_FILE}, {out / REPORT_FILE}, {out / CSV_FILE}", markup=False)
     return 0

@@ -345,7 +345,7 @@ class SingleGradientUnlearning(UnlearningMethod):
                 UnlearningWarning,
                 stacklevel=3,
             )
-        data = rec.training_data(scenario.dataset.train)
+        data = rec.training_data(scenario.train_split)
         forget = rec.positions(scenario.forget_idx)
         correction, diag = sgu_correction(
             model,

@@ -109,7 +109,7 @@ def unlearning_error_terms(
     if len(recording.hessian_eigenvalues):
         eigenvalues = list(recording.hessian_eigenvalues)
     else:
-        data = recording.training_data(scenario.dataset.train)
+        data = recording.training_data(scenario.train_split)
         k = min(probe_samples, recording.num_samples)
         x, y = next(iter(iterate_batches(Subset(data, np.arange(k)), k, device=dev)))
         cfg = recording.train_config

@@ -17,7 +17,7 @@ from obliviate.metrics import functional as MF
 from obliviate.testing import toy_scenario
 from obliviate.training import accuracy, predict
 
-REFERENCE_METRICS = {"avg_gap", "weight_distance", "js_divergence", "kl_divergence", "activation_distance"}
+REFERENCE_METRICS = {"avg_gap", "weight_distance", "js_divergence", "kl_divergence", "activation_distance", "tow"}
 # metrics of corrective scenarios (Scenario.corrupted): not available on the class-wise and random ones here
 CORRECTIVE_METRICS = {n for n in METRICS.names() if {"corruption", "trigger"} & set(METRICS.get(n).requires)}
 PLAIN_METRICS = {

@@ -1,0 +1,119 @@
+"""``[pools]`` in a bench spec: pools of models per scenario, their outputs kept in the model pool, and the
+per-example metrics (ε-score with its chance floor, U-LiRA, KLOM) computed from them and reported.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from obliviate.bench import pool as pool_mod
+from obliviate.bench.pools import outputs_dir
+from obliviate.bench.spec import load_spec
+from obliviate.bench.store import ResultStore
+from obliviate.testing import run_cli
+
+SPEC = """name = "pools"
+seeds = [0]
+
+[[dataset]]
+name = "digits"
+train = {{ epochs = 1 }}
+
+[[scenario]]
+spec = "random:0.1"
+
+[[method]]
+name = "finetune"
+params = {{ epochs = 1 }}
+
+[[method]]
+name = "ssd"
+preset = "digits"
+
+[pools]
+n = {n}
+"""
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """The spec with n = 3 run once: (spec path, out dir, pool dir, trainings)."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from obliviate.cli import main
+
+    tmp = tmp_path_factory.mktemp("pools")
+    spec = tmp / "spec.toml"
+    spec.write_text(SPEC.format(n=3))
+    before = pool_mod.trainings()
+    text = io.StringIO()
+    with redirect_stdout(text), redirect_stderr(text):
+        code = main(["bench", str(spec), "--out", str(tmp / "out"), "--pool", str(tmp / "pool"), "--no-progress"])
+    assert code == 0, text.getvalue()
+    return spec, tmp / "out", tmp / "pool", pool_mod.trainings() - before
+
+
+def test_the_pools_members_and_metrics_are_runs_of_the_grid(grid):
+    spec_path, out, pool, trained = grid
+    spec = load_spec(spec_path)
+    kinds = [r.kind for r in spec.runs]
+    # per-seed runs: retrain, original, 2 variants; members: 6 oracles (3 + 3 for the floor), 3 originals, 2 x 3 unlearned
+    assert kinds.count("pool_member") == 15 and kinds.count("pool_metrics") == 3 and len(spec.runs) == 22
+    # oracles of seeds 0..5 and originals of seeds 0..2 (seed 0's serve the per-seed runs too)
+    assert trained == 9
+    with ResultStore(out) as store:
+        records = {r["bench"]["key"]: r for r in store.records()}
+    assert set(records) == {r.key for r in spec.runs}
+    assert len(list(outputs_dir(pool).glob("*.safetensors"))) == 15
+    metrics = {r["method"]: r for r in records.values() if r["bench"]["kind"] == "pool_metrics"}
+    assert set(metrics) == {"original", "finetune", "ssd"}
+    for rec in metrics.values():
+        assert rec["status"] == "ok" and rec["members"] == {"unlearned": 3, "retrained": 3, "n": 3, "floor": 3}
+        m = rec["metrics"]
+        assert 0.0 <= m["epsilon_F"] <= 1.0 and 0.0 <= m["epsilon_floor"] <= 1.0
+        assert 0.0 <= m["ulira_auc"] <= 1.0 and m["klom_forget_p95"] >= m["klom_forget_p50"] >= 0.0
+    # the same floor for every variant of the scenario: it is the retrained pools' own
+    assert len({rec["metrics"]["epsilon_floor"] for rec in metrics.values()}) == 1
+    json.dumps(list(records.values()))
+
+
+def test_a_second_invocation_sharing_the_pool_trains_and_unlearns_nothing(grid, capsys, tmp_path, monkeypatch):
+    spec_path, _, pool, _ = grid
+    from obliviate.bench import pools as pools_mod
+
+    calls = []
+    real = pools_mod.confidences
+    monkeypatch.setattr(pools_mod, "confidences", lambda *a, **k: calls.append(1) or real(*a, **k))
+    code, stdout, err = run_cli(capsys, "bench", spec_path, "--out", tmp_path / "again", "--pool", pool, "--no-progress")
+    assert code == 0, err
+    assert "22 runs recorded, 0 already in the store, 0 models trained" in stdout
+    assert calls == []  # every member's outputs came from the pool
+    with ResultStore(tmp_path / "again") as store:
+        members = [r for r in store.records() if r["bench"]["kind"] == "pool_member"]
+    assert len(members) == 15 and all(r.get("reused") for r in members)
+
+
+def test_a_larger_pool_reuses_the_smaller_ones_members(grid, capsys, tmp_path):
+    _, _, pool, _ = grid
+    bigger = tmp_path / "n4.toml"
+    bigger.write_text(SPEC.format(n=4))
+    before = pool_mod.trainings()
+    code, stdout, err = run_cli(capsys, "bench", bigger, "--out", tmp_path / "o4", "--pool", pool, "--no-progress")
+    assert code == 0, err
+    # new: oracles of seeds 6, 7 (the floor pool is seeds 4..7 now) and the original of seed 3
+    assert pool_mod.trainings() - before == 3
+
+
+def test_the_reports_show_the_pool_metrics(grid, capsys, tmp_path):
+    _, out, _, _ = grid
+    code, _, err = run_cli(capsys, "report", out, "--out", tmp_path / "r")
+    assert code == 0, err
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "Per-example metrics over pools of 3 models" in md and "ε-score" in md and "F floor" in md
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert 'data-table="pool"' in html and "U-LiRA AUC" in html
+    csv = (tmp_path / "r" / "results.csv").read_text()
+    assert csv.count("\n") - 1 == 4 + 3  # the per-seed runs and the pool metrics; not the 15 members
