@@ -63,6 +63,10 @@ _HEADERS = {
     "avg_gap": "avg gap",
     "seconds": "seconds",
     "speedup": "speedup",
+    "tow": "ToW",
+    "forget_true_acc": "forget true acc",
+    "attack_success_rate": "ASR",
+    "anamnesis_index": "AIN",
 }
 
 

@@ -117,3 +117,23 @@ def test_the_reports_show_the_pool_metrics(grid, capsys, tmp_path):
     assert 'data-table="pool"' in html and "U-LiRA AUC" in html
     csv = (tmp_path / "r" / "results.csv").read_text()
     assert csv.count("\n") - 1 == 4 + 3  # the per-seed runs and the pool metrics; not the 15 members
+
+
+def test_relearn_time_gives_the_anamnesis_index_against_the_oracle(capsys, tmp_path):
+    spec = tmp_path / "relearn.toml"
+    spec.write_text(
+        'name = "relearn"\nseeds = [0]\nrelearn = true\n[[dataset]]\nname = "digits"\nmodel = "mlp"\ntrain = { epochs = 3 }\n'
+        '[[scenario]]\nspec = "class:3"\n[[method]]\nname = "finetune"\nparams = { epochs = 1 }\n'
+        '[[method]]\nname = "gradient_ascent"\npreset = "digits"\n'
+    )
+    code, _, err = run_cli(capsys, "bench", spec, "--out", tmp_path / "o", "--no-progress")
+    assert code == 0, err
+    with ResultStore(tmp_path / "o") as store:
+        by = {r["method"]: r["metrics"] for r in store.records()}
+    assert by["retrain"]["anamnesis_index"] == 1.0  # the oracle against itself
+    for m in by.values():
+        assert m["relearn_steps"] >= 1 and m["anamnesis_index"] == m["relearn_steps"] / by["retrain"]["relearn_steps"]
+    # the original still knows class 3: it is at the target at once, far sooner than the oracle that never saw it
+    assert by["original"]["relearn_steps"] == 1 and by["original"]["anamnesis_index"] < 0.5
+    code, _, err = run_cli(capsys, "report", tmp_path / "o", "--out", tmp_path / "r")
+    assert code == 0 and "| AIN |" in (tmp_path / "r" / "report.md").read_text()

@@ -321,10 +321,13 @@ def _one_run(
     if gk not in cache:
         cache[gk] = evaluate(oracle, sc, oracle, seed=r.seed)
     reference = cache[gk]
+    measure = _relearn(r, sc, base, oracle, dev, cache, gk) if r.relearn else None
     if r.kind == "retrain":
-        record = oracle_record(sc, oracle, reference, r.seed, curves=True)
+        record = oracle_record(sc, oracle, reference, r.seed, curves=True, measure=measure)
     elif r.kind == "original":
-        record = original_record(sc, base, reference, r.seed, oracle_seconds=oracle.seconds, eval_seed=r.seed, curves=True)
+        record = original_record(
+            sc, base, reference, r.seed, oracle_seconds=oracle.seconds, eval_seed=r.seed, curves=True, measure=measure
+        )
     else:
         if r.tune is not None:  # ob.tune resolves the preset and the recipe itself
             kwargs: dict[str, Any] = {"preset": r.preset, **r.params}
@@ -347,6 +350,7 @@ def _one_run(
             tune=r.tune,
             oracle_model=oracle,
             curves=True,
+            measure=measure,
         )
     record["bench"] = {
         "spec": spec_name,
@@ -356,6 +360,28 @@ def _one_run(
         "threads": n_threads,
     }
     return record
+
+
+def _relearn(r: BenchRun, sc: Any, base: Any, oracle: Any, dev: Any, cache: dict[Any, Any], gk: tuple[Any, ...]) -> Any:
+    """The relearn-time measure of a run (the spec's ``relearn = true``): ``relearn_steps`` of its model and the
+    Anamnesis Index, its steps over the oracle's (Chundawat et al.), both with the target 0.95 x the original's
+    forget accuracy, on the scenario's training set, seeded with the run's seed (:func:`relearn_steps`).
+    """
+    from ..metrics.functional.pool import anamnesis_index, relearn_steps
+    from ..training import predict
+
+    key = ("relearn", *gk)
+    if key not in cache:
+        logits, labels = predict(base.model, sc.forget, device=dev)
+        target = 0.95 * float((logits.argmax(1) == labels).double().mean())
+        cache[key] = target, relearn_steps(oracle.model, sc.train, sc.forget, target, device=dev, seed=r.seed)
+    target, oracle_steps = cache[key]
+
+    def measure(model: Any) -> dict[str, float]:
+        steps = relearn_steps(model, sc.train, sc.forget, target, device=dev, seed=r.seed)
+        return {"relearn_steps": float(steps), "anamnesis_index": anamnesis_index(steps, oracle_steps)}
+
+    return measure
 
 
 # ------------------------------------------------------------------------------------------ Ray

@@ -17,8 +17,16 @@ from ..report import TABLE_COLUMNS, aggregate, markdown_table
 
 __all__ = ["REPORT_COLUMNS", "group_records", "markdown_report", "split_records", "pool_rows", "POOL_HEADERS"]
 
-REPORT_COLUMNS: tuple[str, ...] = TABLE_COLUMNS
-"""The columns of each table: the demo's (metrics, seconds, speedup); those no run has are left out."""
+REPORT_COLUMNS: tuple[str, ...] = (
+    *TABLE_COLUMNS[:-2],
+    "tow",
+    "forget_true_acc",
+    "attack_success_rate",
+    "anamnesis_index",
+    *TABLE_COLUMNS[-2:],
+)
+"""The columns of each table: the demo's (metrics, seconds, speedup), Tug-of-War, the corrective scenarios'
+recovery and attack success rate, and the relearn time's Anamnesis Index; those no run has are left out."""
 
 
 def group_records(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:

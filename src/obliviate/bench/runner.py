@@ -274,7 +274,15 @@ def _run_scenario(
 # The run records, shared by this runner and the grid runner of ``obliviate bench`` (bench/grid.py)
 
 
-def _with_curves(record: dict[str, Any], ev: Any, sc: Any, curves: bool) -> dict[str, Any]:
+Measure = Callable[[Any], Mapping[str, float]]
+"""``measure(model) -> {name: value}``: more numbers of a run's model, merged into its record's metrics."""
+
+
+def _with_curves(
+    record: dict[str, Any], ev: Any, sc: Any, curves: bool, model: Any = None, measure: Measure | None = None
+) -> dict[str, Any]:
+    if measure is not None and model is not None:
+        record["metrics"].update(measure(model))
     if curves:
         from .curves import record_curves
 
@@ -282,7 +290,9 @@ def _with_curves(record: dict[str, Any], ev: Any, sc: Any, curves: bool) -> dict
     return record
 
 
-def oracle_record(sc: Any, oracle: Any, reference: Any, seed: int, *, curves: bool = False) -> dict[str, Any]:
+def oracle_record(
+    sc: Any, oracle: Any, reference: Any, seed: int, *, curves: bool = False, measure: Measure | None = None
+) -> dict[str, Any]:
     """The ``retrain`` record: the oracle (a ``TrainResult`` or the ``retrain`` method's result) and its evaluation."""
     config = oracle.config
     record = run_record(
@@ -298,7 +308,7 @@ def oracle_record(sc: Any, oracle: Any, reference: Any, seed: int, *, curves: bo
         diagnostics=getattr(oracle, "diagnostics", None),
         preset="original recipe",
     )
-    return _with_curves(record, reference, sc, curves)
+    return _with_curves(record, reference, sc, curves, oracle.model, measure)
 
 
 def original_record(
@@ -311,6 +321,7 @@ def original_record(
     metrics: list[str] | None = None,
     eval_seed: int = 0,
     curves: bool = False,
+    measure: Measure | None = None,
 ) -> dict[str, Any]:
     """The no-op ``original`` record: the original model evaluated against the oracle."""
     ev = evaluate(base, sc, reference, metrics=metrics, seed=eval_seed)
@@ -323,7 +334,7 @@ def original_record(
         oracle_seconds=oracle_seconds,
         preset=None,
     )
-    return _with_curves(record, ev, sc, curves)
+    return _with_curves(record, ev, sc, curves, getattr(base, "model", base), measure)
 
 
 def variant_record(
@@ -343,6 +354,7 @@ def variant_record(
     tune: Mapping[str, Any] | None = None,
     oracle_model: Any = None,
     curves: bool = False,
+    measure: Measure | None = None,
 ) -> dict[str, Any]:
     """One variant's record: ``method`` run (or tuned) on ``base``, evaluated against ``reference``.
 
@@ -367,6 +379,7 @@ def variant_record(
             record the best trial's result with the search's summary.
         oracle_model: The oracle model (``tune``'s ``objective="oracle"`` reads it).
         curves: Add the report's per-run curves (:func:`obliviate.bench.curves.record_curves`).
+        measure: More numbers of the unlearned model for the record's metrics (e.g. the relearn time).
     """
     extra: dict[str, Any] = {"preset": preset, **({"label": label} if label is not None and label != method else {})}
     try:
@@ -409,7 +422,7 @@ def variant_record(
             diagnostics=result.diagnostics,
             **extra,
         )
-        return _with_curves(record, ev, sc, curves)
+        return _with_curves(record, ev, sc, curves, result.model, measure)
     except UnlearningError as e:
         status = "diverged" if isinstance(e, DivergenceError) else "failed"
         return run_record(

@@ -5,6 +5,7 @@ A spec (``obliviate bench SPEC.toml``)::
     name = "digits-small"
     seeds = [0, 1]
     threads = 1                      # optional: torch threads of every run (default 1)
+    relearn = false                  # optional: true also measures each run's relearn time (Anamnesis Index)
     skip_inapplicable = false        # optional: true skips a method on a scenario kind its paper does not
                                      # cover (default: such a pair is an error)
 
@@ -60,7 +61,7 @@ from ..io import canonical_json
 
 __all__ = ["BenchSpec", "DatasetSpec", "MethodSpec", "BenchRun", "load_spec", "parse_spec", "run_key"]
 
-_TOP = {"name", "seeds", "threads", "skip_inapplicable", "dataset", "scenario", "method", "pools"}
+_TOP = {"name", "seeds", "threads", "skip_inapplicable", "relearn", "dataset", "scenario", "method", "pools"}
 _POOLS = {"n", "scenario_seed", "floor"}
 POOL_N = (3, 512)
 _DATASET = {"name", "model", "model_options", "train", "root", "val_seed", "load"}
@@ -119,6 +120,8 @@ class BenchRun:
         pool: For the pool runs of per-example metrics: ``{"role", "scenario_seed"}`` of a
             ``pool_member`` (its seed is the training seed of its original or oracle, and of the
             unlearning), ``{"n", "scenario_seed", "floor"}`` of a ``pool_metrics`` run. None otherwise.
+        relearn: Also measure the relearn time (the spec's ``relearn = true``): the record gets
+            ``relearn_steps`` and the Anamnesis Index ``anamnesis_index`` (relative to the oracle's).
     """
 
     kind: str
@@ -132,6 +135,7 @@ class BenchRun:
     tune: dict[str, Any] | None = None
     key: str = ""
     pool: dict[str, Any] | None = None
+    relearn: bool = False
 
     @property
     def scenario_seed(self) -> int:
@@ -140,7 +144,9 @@ class BenchRun:
 
     def key_parts(self) -> dict[str, Any]:
         """Everything that defines the run (what :attr:`key` hashes)."""
-        extra = {} if self.pool is None else {"pool": self.pool}
+        extra: dict[str, Any] = {} if self.pool is None else {"pool": self.pool}
+        if self.relearn:
+            extra["relearn"] = True
         if self.dataset.load:
             extra["load"] = self.dataset.load
         return {
@@ -378,6 +384,9 @@ def parse_spec(doc: Mapping[str, Any], path: str = "<spec>") -> BenchSpec:
     skip = doc.get("skip_inapplicable", False)
     if not isinstance(skip, bool):
         raise c.fail("skip_inapplicable", "must be true or false", skip)
+    relearn = doc.get("relearn", False)
+    if not isinstance(relearn, bool):
+        raise c.fail("relearn", "must be true or false", relearn)
     scenarios = []
     kinds: dict[tuple[str, str], str] = {}  # (dataset, scenario) -> kind, for the pairs that run
     names = [d.name for d in datasets]
@@ -444,12 +453,18 @@ def parse_spec(doc: Mapping[str, Any], path: str = "<spec>") -> BenchSpec:
             for sc in scenarios:
                 if (d.name, sc) not in kinds:
                     continue
-                runs.append(BenchRun("retrain", d, sc, seed, "retrain", "retrain", params=d.recipe, preset="original recipe"))
-                runs.append(BenchRun("original", d, sc, seed, "original", "original"))
+                runs.append(
+                    BenchRun(
+                        "retrain", d, sc, seed, "retrain", "retrain", params=d.recipe, preset="original recipe", relearn=relearn
+                    )
+                )
+                runs.append(BenchRun("original", d, sc, seed, "original", "original", relearn=relearn))
                 for m in methods:
                     if not METHODS.get(m.name).supports(kinds[d.name, sc]):
                         continue  # skip_inapplicable (else the spec was refused above)
-                    runs.append(BenchRun("unlearn", d, sc, seed, m.name, m.label, resolved[m.label, i], m.preset, m.tune))
+                    runs.append(
+                        BenchRun("unlearn", d, sc, seed, m.name, m.label, resolved[m.label, i], m.preset, m.tune, relearn=relearn)
+                    )
     if pools is not None:
         runs += _pool_runs(pools, datasets, scenarios, methods, kinds, resolved)
     keyed = []
