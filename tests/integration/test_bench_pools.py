@@ -137,3 +137,17 @@ def test_relearn_time_gives_the_anamnesis_index_against_the_oracle(capsys, tmp_p
     assert by["original"]["relearn_steps"] == 1 and by["original"]["anamnesis_index"] < 0.5
     code, _, err = run_cli(capsys, "report", tmp_path / "o", "--out", tmp_path / "r")
     assert code == 0 and "| AIN |" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_pool_gc_keeps_the_outputs_of_stored_members_and_removes_the_others(grid, capsys, tmp_path):
+    import shutil
+
+    _, out, pool, _ = grid
+    copy = tmp_path / "pool"
+    shutil.copytree(pool, copy)
+    stray = outputs_dir(copy) / ("f" * 64)
+    shutil.copy(next(outputs_dir(copy).glob("*.json")), stray.with_suffix(".json"))
+    shutil.copy(next(outputs_dir(copy).glob("*.safetensors")), stray.with_suffix(".safetensors"))
+    code, stdout, _ = run_cli(capsys, "pool", "gc", out, "--pool", copy, "--yes")
+    assert code == 0 and "1 of 16 pool-member outputs removed" in stdout
+    assert not stray.with_suffix(".json").exists() and len(list(outputs_dir(copy).glob("*.json"))) == 15

@@ -67,7 +67,17 @@ def run(args: argparse.Namespace) -> int:
         )
     with ResultStore(args.dir) as store:
         used = store.pool_keys()
+        stored = store.keys()
     unused = [e for e in entries if e["key"] not in used]
+    from ..bench.pools import outputs_dir
+
+    outputs = sorted(outputs_dir(pool.path).glob("*.json")) if outputs_dir(pool.path).is_dir() else []
+    orphans = [p for p in outputs if p.stem not in stored]  # a pool member's outputs no stored run is
+    for p in orphans:
+        print(f"{'removing' if args.yes else 'would remove'} pool-member outputs {p.stem[:12]}")
+        if args.yes:
+            p.with_suffix(".safetensors").unlink(missing_ok=True)
+            p.unlink(missing_ok=True)
     for e in unused:
         what = f"{e['key'][:12]} ({e['kind']}, {e['dataset']}, seed {e['seed']}, {e['size']} bytes)"
         print(f"{'removing' if args.yes else 'would remove'} {what}")
@@ -80,4 +90,6 @@ def run(args: argparse.Namespace) -> int:
             path.unlink(missing_ok=True)
     verb = "removed" if args.yes else "unused (pass --yes to delete them)"
     print(f"{len(unused)} of {len(entries)} models {verb}; {len(entries) - len(unused)} in use by {str(args.dir)!r}")
+    if outputs:
+        print(f"{len(orphans)} of {len(outputs)} pool-member outputs {verb.split(' (')[0]}")
     return 0
