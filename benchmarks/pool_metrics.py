@@ -9,8 +9,10 @@ trained, nothing unlearned). Reads the stored ``pool_metrics`` runs and the per-
 writes ``benchmarks/results/pool_metrics.json``: the wall time and counts of both invocations, and
 per scenario the methods ranked by ε-score (with F, the chance floor F of two independent retrained
 pools of the same size, U-LiRA AUC and TPR at 1 % / 0.1 % FPR online and offline, KLOM P50/P95 on
-forget, retain and validation samples, the pool's accuracies), beside each method's avg-gap rank
-over the spec's seeds and the Spearman correlation of the two rankings.
+forget, retain and validation samples with KLOM's floor, the pool's accuracies), beside each
+method's avg-gap, Tug-of-War, Anamnesis Index (relearn time), and for the backdoor scenario attack
+success rate, as means over the spec's seeds, the avg-gap rank and the Spearman correlation of the
+two rankings.
 
     python benchmarks/pool_metrics.py [--specs A.toml B.toml] [--n 32]
     python benchmarks/pool_metrics.py --n 4 --epochs 2 --out /tmp/pool_metrics.json   # smoke test
@@ -64,12 +66,17 @@ def rankings(records: list[dict]) -> dict:
         (out[key]["pool"] if r["bench"]["kind"] == "pool_metrics" else out[key]["seeds"]).append(r)
     result = {}
     for key, parts in out.items():
-        gap = {row["method"]: row["avg_gap"][0] for row in aggregate(parts["seeds"], ("avg_gap",)) if row.get("avg_gap")}
+        extra = ("avg_gap", "tow", "anamnesis_index", "attack_success_rate", "forget_true_acc")
+        rows = {row["method"]: row for row in aggregate(parts["seeds"], extra)}
+        gap = {m: row["avg_gap"][0] for m, row in rows.items() if row.get("avg_gap")}
         table = []
         for r in sorted(parts["pool"], key=lambda r: -((r["metrics"] or {}).get("epsilon_score") or -1.0)):
             label = r.get("label") or r["method"]
+            seeds = {f"{k}_3seeds": (rows.get(label) or {}).get(k, None) for k in extra[1:]}
+            seeds = {k: v[0] for k, v in seeds.items() if v}
             table.append(
                 {
+                    **seeds,
                     "method": label,
                     "status": r["status"],
                     "members": r.get("members"),

@@ -339,7 +339,8 @@ def _pool_table(runs: list[dict[str, Any]]) -> str:
         f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
         "<p class=\"note\">One forget draw, originals over the pool's seeds. ε-score (the NeurIPS 2023 challenge's): higher "
         "is better, 1 = indistinguishable from retraining; <em>F floor</em> is the F of two independent retrained pools "
-        "of this size (what exact retraining scores by chance). U-LiRA: 0.5 AUC and low TPR at low FPR are ideal. "
+        "of this size (what exact retraining scores by chance), and KLOM's <em>floor</em> likewise. "
+        "U-LiRA: 0.5 AUC and low TPR at low FPR are ideal. "
         "KLOM (nats): lower is better. Accuracies in %.</p>"
     )
 

@@ -25,7 +25,10 @@ computes, with :mod:`obliviate.metrics.functional.pool`:
   method scores by chance at this pool size);
 - U-LiRA (``ulira_auc``, ``ulira_tpr_1``, ``ulira_tpr_01``: TPR at 1 % and 0.1 % FPR; ``_offline``
   variants), the pools serving as shadow models;
-- KLOM P50 / P95 on the forget, retain and validation samples.
+- KLOM P50 / P95 on the forget, retain and validation samples, each P95 beside its floor
+  (``klom_<split>_p95_floor``: the P95 of the second retrained pool against the first; with a
+  few dozen models per pool, 20 bins are sparse and KLOM is far from 0 even between two pools of
+  exact retraining).
 
 Members that failed (an :class:`~obliviate.errors.UnlearningError`) are left out of the pool and
 counted (``members``); a variant with fewer than 3 members (U-LiRA's leave-one-out fits need 3) has no
@@ -59,6 +62,7 @@ POOL_METRIC_COLUMNS = (
     "ulira_auc_offline",
     "klom_forget_p50",
     "klom_forget_p95",
+    "klom_forget_p95_floor",
     "klom_retain_p95",
     "klom_val_p95",
     "retain_acc",
@@ -227,6 +231,7 @@ def metrics_record(r: Any, models: Any, sc: Any) -> dict[str, Any]:
         "test_acc": mean["ta_u"],
         "forget_acc": float(np.mean(uacc["forget"])),
     }
+    r2, n2 = None, 0
     if r.pool.get("floor", True):
         floor_keys = _member_keys(r, "r", range(n, 2 * n), "retrain", "retrain", r.dataset.recipe, None)
         r2, _, n2 = _stack(directory, floor_keys)
@@ -243,5 +248,7 @@ def metrics_record(r: Any, models: Any, sc: Any) -> dict[str, Any]:
             summary = PM.klom_summary(PM.klom(up[split], rp[split]))
             metrics[f"klom_{split}_p50"] = float(summary["p50"])
             metrics[f"klom_{split}_p95"] = float(summary["p95"])
+            if n2 >= 3 and r2[split].size:  # what KLOM gives two independent retrained pools of this size
+                metrics[f"klom_{split}_p95_floor"] = float(PM.klom_summary(PM.klom(r2[split], rp[split]))["p95"])
     metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
     return run_record(**base, status="ok", metrics=metrics, members=members)

@@ -48,6 +48,7 @@ POOL_HEADERS: dict[str, str] = {
     "ulira_auc_offline": "AUC offline",
     "klom_forget_p50": "KLOM f P50",
     "klom_forget_p95": "KLOM f P95",
+    "klom_forget_p95_floor": "floor",
     "klom_retain_p95": "KLOM r P95",
     "klom_val_p95": "KLOM v P95",
     "retain_acc": "retain acc",
@@ -108,7 +109,8 @@ def _pool_markdown(runs: Sequence[dict[str, Any]]) -> list[str]:
     n = max(((r.get("members") or {}).get("n") or 0) for r in runs)
     out = [
         f"Per-example metrics over pools of {n} models (one forget draw; originals over {n} seeds). ε-score: higher is better, "
-        "1 = indistinguishable from retraining; F floor = the F of two independent retrained pools at this pool size. "
+        "1 = indistinguishable from retraining; F floor = the F of two independent retrained pools at this pool size "
+        "(KLOM's floor likewise). "
         "U-LiRA: 0.5 AUC and low TPR are ideal. KLOM (nats): lower is better. Accuracies in %.",
         "",
         "| " + " | ".join(header) + " |",
