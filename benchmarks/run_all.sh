@@ -18,8 +18,8 @@ run benchmarks/unrolling_study.py
 run benchmarks/certified_removal.py
 run benchmarks/defaults_health.py --seeds 3
 run benchmarks/bench_backends.py
+run benchmarks/pool_metrics.py
 # on a GPU machine only:
 # run benchmarks/gpu_throughput.py --device cuda --grid
-run benchmarks/pool_metrics.py
 # long (2-3 h on 2 cores; resumable, can run in parts with --methods / --datasets):
 # run benchmarks/tuning.py --seeds 3 --budget 15 --threads 1
