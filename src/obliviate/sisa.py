@@ -15,8 +15,10 @@ shard trained from scratch on its rows without the removed ones.
 
 Deviation from the paper, by design: each stage is a fresh :func:`obliviate.train` call (a fresh
 optimiser and learning-rate schedule per stage); the paper's reference script also restarts its
-optimiser per slice. This stop builds the core (:class:`SISAEnsemble`); the request ledger, the Ray
-backend for shards and the registry entry ``sisa`` are not built yet.
+optimiser per slice. Given a :class:`~obliviate.ledger.DeletionLedger`, ``fit`` records the training
+rows and ``remove`` checks each request against it first (unknown rows, rows already removed are
+refused before anything is retrained) and records it with the ensemble's digests before and after.
+The Ray backend for shards and the registry entry ``sisa`` are not built yet.
 """
 
 from __future__ import annotations
@@ -116,8 +118,19 @@ class SISAEnsemble(nn.Module):
         self.stages_trained = 0
 
     # ------------------------------------------------------------------ training
-    def fit(self, data: Any, rows: Sequence[int] | None = None) -> SISAEnsemble:
-        """Assign ``rows`` (default: every row of ``data``) to shards and slices at random and train every shard."""
+    def digest(self) -> str:
+        """SHA-256 of every shard's weights (what the ledger records before and after a request)."""
+        import hashlib
+
+        from ._utils import state_digest
+
+        return hashlib.sha256("".join(state_digest(m) for m in self.shards).encode()).hexdigest()
+
+    def fit(self, data: Any, rows: Sequence[int] | None = None, *, ledger: Any = None) -> SISAEnsemble:
+        """Assign ``rows`` (default: every row of ``data``) to shards and slices at random and train every shard.
+
+        ``ledger``: a new :class:`~obliviate.ledger.DeletionLedger`, which records the fit (the rows).
+        """
         self.data = data
         rows = np.arange(len(data)) if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
         if rows.size < self.n_shards * self.n_slices:
@@ -132,6 +145,10 @@ class SISAEnsemble(nn.Module):
         self.checkpoints = [[_state(m)] for m in self.shards]
         for k in range(self.n_shards):
             self._train_shard(k, start=1)
+        if ledger is not None:
+            method = {"name": "sisa", "shards": self.n_shards, "slices": self.n_slices, "seed": self.seed}
+            entry = ledger.prepare(rows.tolist(), kind="fit", digest_before=None, digest_after=self.digest(), method=method)
+            ledger.commit(entry.request_id)
         return self
 
     def _stage_seed(self, shard: int, stage: int) -> int:
@@ -162,19 +179,28 @@ class SISAEnsemble(nn.Module):
         """Every row the ensemble holds (sorted)."""
         return np.sort(np.concatenate([np.concatenate(s) for s in self.slices])) if self.slices else np.zeros(0, np.int64)
 
-    def remove(self, ids: Sequence[int]) -> RemovalReport:
+    def remove(self, ids: Sequence[int], *, ledger: Any = None, reason: str | None = None) -> RemovalReport:
         """Remove rows exactly: each shard holding one retrains from the last slice checkpoint that never saw them.
+
+        Args:
+            ids: Rows of the training data to remove.
+            ledger: The :class:`~obliviate.ledger.DeletionLedger` of the fit: the request is checked
+                against it before anything is retrained, then recorded with the digests before and after.
+            reason: Recorded with the request.
 
         Raises:
             InvalidConfigError: the ensemble is not fitted, or no given row is one it holds.
+            DuplicateRequestError, UnknownSampleError: (with a ledger) rows already removed or never trained on.
         """
         if not self.slices:
             raise InvalidConfigError("SISAEnsemble.remove: fit the ensemble first.")
+        if ledger is not None:
+            ledger.check_request(ids)
         gone = np.unique(np.asarray(ids, dtype=np.int64))
         held = np.intersect1d(gone, self.rows())
         if held.size == 0:
             raise InvalidConfigError(f"SISAEnsemble.remove: none of the {gone.size} rows given is held by the ensemble.")
-        before = self.stages_trained
+        before, digest_before = self.stages_trained, (self.digest() if ledger is not None else None)
         shards, resumed = [], {}
         for k in range(self.n_shards):
             first = None
@@ -186,6 +212,12 @@ class SISAEnsemble(nn.Module):
                 self._train_shard(k, start=first)
                 shards.append(k)
                 resumed[k] = first - 1
+        if ledger is not None:
+            method = {"name": "sisa", "shards_retrained": shards, "stages_trained": self.stages_trained - before}
+            entry = ledger.prepare(
+                held.tolist(), digest_before=digest_before, digest_after=self.digest(), method=method, reason=reason
+            )
+            ledger.commit(entry.request_id)
         return RemovalReport(
             removed=held.tolist(),
             shards=shards,

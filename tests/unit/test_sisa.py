@@ -97,3 +97,25 @@ def test_bad_settings_are_refused(ds, kw, match):
             RECIPE,
             aggregate=args.get("aggregate", "mean"),
         )
+
+
+def test_requests_are_checked_against_the_ledger_and_recorded_with_the_digests(ds, tmp_path):
+    from obliviate.errors import DuplicateRequestError, UnknownSampleError
+    from obliviate.ledger import DeletionLedger
+
+    with DeletionLedger(tmp_path / "ledger.sqlite", create=True) as ledger:
+        rows = np.arange(200)
+        sisa = _ensemble(ds, shards=2, slices=2).fit(ds.train, rows=rows, ledger=ledger)
+        assert ledger.known_ids() == set(range(200)) and ledger.head_digest() == sisa.digest()
+        before = sisa.digest()
+        report = sisa.remove([3, 150], ledger=ledger, reason="request 1")
+        assert ledger.forgotten_ids() == {3, 150} and ledger.head_digest() == sisa.digest() != before
+        last = ledger.entries()[-1]
+        assert last.status == "committed" and last.request.reason == "request 1"
+        assert ledger.integrity_problem() is None
+        trained = sisa.stages_trained
+        with pytest.raises(DuplicateRequestError):
+            sisa.remove([3], ledger=ledger)  # already removed: refused before any retraining
+        with pytest.raises(UnknownSampleError):
+            sisa.remove([230], ledger=ledger)  # never trained on
+        assert sisa.stages_trained == trained and report.removed == [3, 150]
