@@ -32,7 +32,7 @@ from typing import Any
 
 from ..io import canonical_json, read_json, save_model, write_json
 
-__all__ = ["ModelPool", "POOL_DIR", "data_digest", "trainings", "exclusive"]
+__all__ = ["ModelPool", "POOL_DIR", "data_digest", "trainings", "exclusive", "write_files"]
 
 try:  # advisory locks (POSIX); without them two processes may both train a missing entry (the files stay whole)
     import fcntl
@@ -68,6 +68,21 @@ def exclusive(path: str | os.PathLike[str], *, wait: bool = True) -> Iterator[bo
         yield True
     finally:
         os.close(fd)
+
+
+def write_files(directory: Path, key: str, writes: list[tuple[Path, Any]]) -> None:
+    """Write each ``(target, write)`` in turn: ``write(tmp)`` to a temporary file of ``directory``, then renamed
+    onto ``target`` (atomic: a reader sees the whole file or none; a killed write leaves a ``.<key>.*`` leftover).
+    """
+    for target, write in writes:
+        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=target.suffix, dir=directory)
+        os.close(fd)
+        try:
+            write(tmp)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def data_digest(dataset: Any) -> str:
@@ -342,15 +357,7 @@ class ModelPool:
 
     def _write(self, key: str, net: Any, meta: dict[str, Any]) -> None:
         weights, meta_path = self.files(key)
-        for target, write in ((weights, lambda p: save_model(net, p)), (meta_path, lambda p: write_json(p, meta))):
-            fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=target.suffix, dir=self.path)
-            os.close(fd)
-            try:
-                write(tmp)
-                os.replace(tmp, target)  # atomic: a reader sees the whole file or none
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+        write_files(self.path, key, [(weights, lambda p: save_model(net, p)), (meta_path, lambda p: write_json(p, meta))])
 
     # ------------------------------------------------------------------ listing
     def entries(self) -> list[dict[str, Any]]:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -105,19 +104,18 @@ def _save(directory: Path, key: str, phi: dict[str, np.ndarray], meta: dict[str,
     import torch
     from safetensors.torch import save_file
 
+    from .pool import write_files
+
     directory.mkdir(parents=True, exist_ok=True)
-    for suffix, write in (
-        (".safetensors", lambda p: save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in phi.items()}, p)),
-        (".json", lambda p: write_json(p, meta)),
-    ):
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=suffix, dir=directory)
-        os.close(fd)
-        try:
-            write(tmp)
-            os.replace(tmp, directory / f"{key}{suffix}")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in phi.items()}
+    write_files(
+        directory,
+        key,
+        [
+            (directory / f"{key}.safetensors", lambda p: save_file(tensors, p)),
+            (directory / f"{key}.json", lambda p: write_json(p, meta)),
+        ],
+    )
 
 
 def load_outputs(directory: Path, key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
