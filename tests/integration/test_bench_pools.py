@@ -71,7 +71,7 @@ def test_the_pools_members_and_metrics_are_runs_of_the_grid(grid):
     metrics = {r["method"]: r for r in records.values() if r["bench"]["kind"] == "pool_metrics"}
     assert set(metrics) == {"original", "finetune", "ssd"}
     for rec in metrics.values():
-        assert rec["status"] == "ok" and rec["members"] == {"unlearned": 3, "retrained": 3, "n": 3, "floor": 3}
+        assert rec["status"] == "ok" and rec["members"] == {"unlearned": 3, "retrained": 3, "n": 3, "floor": 3, "collapsed": 0}
         m = rec["metrics"]
         assert 0.0 <= m["epsilon_F"] <= 1.0 and 0.0 <= m["epsilon_floor"] <= 1.0
         assert 0.0 <= m["ulira_auc"] <= 1.0 and m["klom_forget_p95"] >= m["klom_forget_p50"] >= 0.0
@@ -156,3 +156,25 @@ def test_pool_gc_keeps_the_outputs_of_stored_members_and_removes_the_others(grid
     code, stdout, _ = run_cli(capsys, "pool", "gc", out, "--pool", copy, "--yes")
     assert code == 0 and f"{len(outputs) - 15} of {len(outputs)} pool-member outputs removed" in stdout
     assert {p.stem for p in outputs_dir(copy).glob("*.json")} == kept and not stray.with_suffix(".safetensors").exists()
+
+
+def test_a_pool_of_mostly_collapsed_members_is_collapsed_not_ok(grid, capsys, tmp_path):
+    import shutil
+
+    from obliviate.io import read_json, write_json
+
+    spec_path, _, pool, _ = grid
+    copy = tmp_path / "pool"
+    shutil.copytree(pool, copy)
+    spec = load_spec(spec_path)
+    ssd = [r.key for r in spec.runs if r.kind == "pool_member" and r.method == "ssd"]
+    for i, key in enumerate(ssd):  # as if the health check had flagged two of the three ssd members
+        meta = read_json(outputs_dir(copy) / f"{key}.json")
+        write_json(outputs_dir(copy) / f"{key}.json", {**meta, "status": "collapsed" if i < 2 else "ok"})
+    code, _, err = run_cli(capsys, "bench", spec_path, "--out", tmp_path / "o", "--pool", copy, "--no-progress")
+    assert code == 0, err
+    with ResultStore(tmp_path / "o") as store:
+        metrics = {r["method"]: r for r in store.records() if r["bench"]["kind"] == "pool_metrics"}
+    assert metrics["ssd"]["status"] == "collapsed" and metrics["ssd"]["members"]["collapsed"] == 2
+    assert "2 of 3 unlearned members collapsed" in metrics["ssd"]["notes"][0]
+    assert metrics["finetune"]["status"] == "ok"

@@ -31,7 +31,8 @@ computes, with :mod:`obliviate.metrics.functional.pool`:
   exact retraining).
 
 Members that failed (an :class:`~obliviate.errors.UnlearningError`) are left out of the pool and
-counted (``members``); a variant with fewer than 3 members (U-LiRA's leave-one-out fits need 3) has no
+counted (``members``); so are collapsed ones, and a pool most of whose unlearned members collapsed
+is ``collapsed`` itself, whatever its scores; a variant with fewer than 3 members (U-LiRA's leave-one-out fits need 3) has no
 metrics (status ``failed``).
 """
 
@@ -182,9 +183,11 @@ def _member_keys(r: Any, role: str, seeds: range, method: str, label: str, param
 
 
 def _stack(directory: Path, keys: list[str]) -> tuple[dict[str, np.ndarray], dict[str, list[float]], int]:
-    """φ of the members that hold outputs, stacked ``(members, samples)`` per split; their accuracies; how many."""
+    """φ of the members that hold outputs, stacked ``(members, samples)`` per split; their accuracies and
+    statuses (``accs["status"]``); how many.
+    """
     rows: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
-    accs: dict[str, list[float]] = {s: [] for s in SPLITS}
+    accs: dict[str, list[Any]] = {s: [] for s in (*SPLITS, "status")}
     for key in keys:
         held = load_outputs(directory, key)
         if held is None:
@@ -193,6 +196,7 @@ def _stack(directory: Path, keys: list[str]) -> tuple[dict[str, np.ndarray], dic
         for s in SPLITS:
             rows[s].append(phi[s])
             accs[s].append(meta["acc"][s])
+        accs["status"].append(meta.get("status", "ok"))
     n = len(rows["forget"])
     return {s: np.stack(v) if v else np.zeros((0, 0)) for s, v in rows.items()}, accs, n
 
@@ -249,4 +253,11 @@ def metrics_record(r: Any, models: Any, sc: Any) -> dict[str, Any]:
             if n2 >= 3 and r2[split].size:  # what KLOM gives two independent retrained pools of this size
                 metrics[f"klom_{split}_p95_floor"] = float(PM.klom_summary(PM.klom(r2[split], rp[split]))["p95"])
     metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
-    return run_record(**base, status="ok", metrics=metrics, members=members)
+    # a pool of mostly wrecked models is no success, however its scores read: the members' health checks decide
+    members["collapsed"] = sum(st == "collapsed" for st in uacc["status"])
+    status, notes = "ok", []
+    if members["collapsed"]:
+        notes.append(f"{members['collapsed']} of {nu} unlearned members collapsed (the health check of each run)")
+        if 2 * members["collapsed"] > nu:
+            status = "collapsed"
+    return run_record(**base, status=status, metrics=metrics, members=members, notes=notes)
