@@ -18,7 +18,6 @@ vectorised over examples (in chunks that bound memory); only :func:`relearn_step
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -745,11 +744,11 @@ def relearn_steps(
         InvalidConfigError: an argument out of range.
     """
     import torch
-    import torch.nn.functional as F
 
-    from ..._utils import eval_mode, resolve_device, seeded
+    from ..._utils import eval_mode, resolve_device
     from ...data.base import iterate_batches
     from ...models.adapter import logits_of
+    from ...training import StepHook, train
 
     if not 0.0 <= target_acc <= 1.0:
         raise InvalidConfigError(f"The 'target_acc' argument must lie in [0, 1]; got {target_acc!r}.")
@@ -760,22 +759,26 @@ def relearn_steps(
     if len(data) == 0 or len(forget) == 0:
         raise MissingDataError("relearn_steps needs a non-empty training set and forget set.")
     dev = resolve_device(device)
-    net = copy.deepcopy(model).to(dev)
-    net.train()
     batches = list(iterate_batches(forget, 1024, device=dev))
     fx, fy = torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
-    generator = torch.Generator().manual_seed(int(seed))
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    steps = 0
-    with seeded(int(seed), dev):
-        for _ in range(int(max_epochs)):
-            for x, y in iterate_batches(data, int(batch_size), device=dev, shuffle=True, generator=generator):
-                opt.zero_grad(set_to_none=True)
-                F.cross_entropy(logits_of(net(x)), y).backward()
-                opt.step()
-                steps += 1
-                with torch.no_grad(), eval_mode(net):
-                    acc = (logits_of(net(fx)).argmax(dim=1) == fy).double().mean().item()
-                if acc >= target_acc:
-                    return steps
-    return steps
+
+    class _Reached(Exception):
+        pass
+
+    class Watch(StepHook):  # the one training loop (obliviate.train), watched after every step
+        steps = 0
+
+        def after_step(self, net: Any, optimizer: Any) -> None:
+            self.steps += 1
+            with torch.no_grad(), eval_mode(net):
+                acc = (logits_of(net(fx)).argmax(dim=1) == fy).double().mean().item()
+            if acc >= target_acc:
+                raise _Reached
+
+    watch = Watch()
+    recipe = {"optimizer": "adam", "lr": lr, "weight_decay": 0.0, "schedule": "constant", "batch_size": int(batch_size)}
+    try:  # train() works on a copy: the caller's model is never changed
+        train(model, data, epochs=int(max_epochs), seed=int(seed), device=dev, progress=False, record=watch, **recipe)
+    except _Reached:
+        pass
+    return watch.steps
