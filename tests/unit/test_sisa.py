@@ -119,3 +119,30 @@ def test_requests_are_checked_against_the_ledger_and_recorded_with_the_digests(d
         with pytest.raises(UnknownSampleError):
             sisa.remove([230], ledger=ledger)  # never trained on
         assert sisa.stages_trained == trained and report.removed == [3, 150]
+
+
+def test_save_and_load_give_the_same_ensemble_and_the_same_later_removals(ds, tmp_path, one_thread):
+    sisa = _ensemble(ds, shards=2, slices=3).fit(ds.train)
+    path = sisa.save(tmp_path / "sisa.safetensors")
+    back = SISAEnsemble.load(path, lambda k: ob.build_model("mlp", ds, seed=k), ds.train)
+    assert back.digest() == sisa.digest() and back.stages_trained == sisa.stages_trained
+    assert all(np.array_equal(a, b) for sa, sb in zip(sisa.slices, back.slices, strict=True) for a, b in zip(sa, sb, strict=True))
+    row = int(sisa.slices[0][1][0])
+    r1, r2 = sisa.remove([row]), back.remove([row])  # the loaded one resumes from the same checkpoints
+    assert r1.resumed_from == r2.resumed_from == {0: 1} and back.digest() == sisa.digest()
+    with pytest.raises(ob.errors.IncompatibleModelError, match="not a SISA ensemble"):
+        ob.io.save_model(sisa.shards[0], tmp_path / "plain.safetensors")
+        SISAEnsemble.load(tmp_path / "plain.safetensors", lambda k: ob.build_model("mlp", ds, seed=k), ds.train)
+    with pytest.raises(ob.errors.IncompatibleModelError, match="does not fit"):
+        SISAEnsemble.load(path, lambda k: ob.build_model("mlp", ds, seed=k, hidden=(7,)), ds.train)
+
+
+@pytest.mark.slow
+def test_the_ray_backend_trains_the_same_shards_as_the_sequential_one(ds, one_thread):
+    pytest.importorskip("ray")
+    local = _ensemble(ds, shards=3, slices=2).fit(ds.train)
+    on_ray = _ensemble(ds, shards=3, slices=2, backend="ray").fit(ds.train)
+    assert on_ray.digest() == local.digest() and on_ray.stages_trained == local.stages_trained == 6
+    rows = [int(local.slices[0][1][0]), int(local.slices[2][0][0])]
+    assert on_ray.remove(rows).resumed_from == local.remove(rows).resumed_from == {0: 1, 2: 0}
+    assert on_ray.digest() == local.digest()
