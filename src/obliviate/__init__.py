@@ -14,7 +14,7 @@ Example:
     True
 """
 
-from . import errors
+from . import errors, requests
 from ._version import __version__
 from .data import DatasetSplits, Scenario, from_arrays, from_dataset, load_dataset
 from .evaluation import Evaluation, evaluate
@@ -46,6 +46,7 @@ __all__ = [
     "get_method",
     "load_dataset",
     "register_method",
+    "requests",
     "train",
     "tune",
     "unlearn",

@@ -73,9 +73,10 @@ def _resolve_metrics(
     *,
     recording: bool = False,
     risk_scorer: bool = False,
+    weights: bool = True,
 ) -> list[str]:
     """The metric names an ``evaluate`` call computes (see :func:`obliviate.metrics.context.resolve_metrics`)."""
-    available = available_inputs(scenario, reference=has_reference, recording=recording, risk_scorer=risk_scorer)
+    available = available_inputs(scenario, reference=has_reference, recording=recording, risk_scorer=risk_scorer, weights=weights)
     return resolve_metrics(names, available, scenario)
 
 
@@ -162,6 +163,22 @@ def evaluate(
     )
 
 
+def _shapes(state: Any) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in state.items()}
+
+
+def _comparable_weights(model: nn.Module, reference: Any, recording: Any) -> bool:
+    """Whether the model's parameters match the reference's (a module) and the recording's, name by name and shape by shape."""
+    mine = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    ref = getattr(reference, "model", reference)
+    if isinstance(ref, nn.Module) and {n: tuple(p.shape) for n, p in ref.named_parameters()} != mine:
+        return False
+    initial = getattr(recording, "initial", None)
+    if isinstance(initial, dict) and not set(mine) <= set(initial):
+        return False
+    return True
+
+
 def _evaluate(
     model: nn.Module,
     scenario: Scenario,
@@ -182,7 +199,12 @@ def _evaluate(
     if mia_max_samples is not None:
         mia_max_samples = check_interval("evaluate", "mia_max_samples", mia_max_samples, kind=int, low=2)
     wanted = _resolve_metrics(
-        metrics, reference is not None, scenario, recording=recording is not None, risk_scorer=risk_scorer is not None
+        metrics,
+        reference is not None,
+        scenario,
+        recording=recording is not None,
+        risk_scorer=risk_scorer is not None,
+        weights=_comparable_weights(model, reference, recording),
     )
     if len(scenario.forget) == 0:
         raise MissingDataError(f"Scenario {scenario.name!r} has an empty forget set; there is nothing to evaluate.")

@@ -57,6 +57,7 @@ class RemovalReport:
         stages_trained: Stages (slice trainings) run, over all retrained shards.
         stages_total: Stages a retraining of every shard from scratch would run (``S · R``).
         resumed_from: Per retrained shard, the stage its retraining started after (0: from scratch).
+        samples_trained: Samples back-propagated by the retraining (rows x epochs over its stages).
     """
 
     removed: list[int]
@@ -64,6 +65,7 @@ class RemovalReport:
     stages_trained: int
     stages_total: int
     resumed_from: dict[int, int] = field(default_factory=dict)
+    samples_trained: int = 0
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -191,6 +193,16 @@ class SISAEnsemble(nn.Module):
         self.checkpoints: list[list[dict[str, torch.Tensor]]] = []  # [shard][stage 0..R] -> state (0: initial)
         self.data: Any = None
         self.stages_trained = 0
+        self.samples_trained = 0
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SISAEnsemble:
+        """A copy with its own weights, checkpoints and slices that shares the (read-only) data."""
+        memo[id(self.data)] = self.data
+        new = self.__class__.__new__(self.__class__)
+        memo[id(self)] = new
+        for name, value in self.__dict__.items():
+            new.__dict__[name] = copy.deepcopy(value, memo)
+        return new
 
     # ------------------------------------------------------------------ training
     def digest(self) -> str:
@@ -252,6 +264,9 @@ class SISAEnsemble(nn.Module):
         else:
             results = [_train_stages(**self._job(k, start)) for k, start in jobs]
         trained = 0
+        for k, start in jobs:
+            sizes = np.cumsum([len(s) for s in self.slices[k]])
+            self.samples_trained += int(sizes[start - 1 :].sum()) * self.epochs_per_slice
         for (k, start), (states, n) in zip(jobs, results, strict=True):
             self.checkpoints[k] = self.checkpoints[k][:start] + states
             self.shards[k].load_state_dict(states[-1])
@@ -285,7 +300,8 @@ class SISAEnsemble(nn.Module):
         held = np.intersect1d(gone, self.rows())
         if held.size == 0:
             raise InvalidConfigError(f"SISAEnsemble.remove: none of the {gone.size} rows given is held by the ensemble.")
-        before, digest_before = self.stages_trained, (self.digest() if ledger is not None else None)
+        before, samples = self.stages_trained, self.samples_trained
+        digest_before = self.digest() if ledger is not None else None
         shards, resumed = [], {}
         for k in range(self.n_shards):
             first = None
@@ -309,6 +325,7 @@ class SISAEnsemble(nn.Module):
             stages_trained=self.stages_trained - before,
             stages_total=self.n_shards * self.n_slices,
             resumed_from=resumed,
+            samples_trained=self.samples_trained - samples,
         )
 
     # ------------------------------------------------------------------ files

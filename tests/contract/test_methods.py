@@ -1,5 +1,6 @@
 """Every registered method passes the shipped contract suite (obliviate.testing.check_method)."""
 
+import dataclasses
 from dataclasses import dataclass
 
 import pytest
@@ -80,12 +81,12 @@ def _differs_from_independent_training(method, seed):
     return [k for k in out if not torch.equal(out[k], oracle[k])]
 
 
-def test_retrain_is_the_one_exact_method():
+def test_the_exact_methods_are_retrain_and_sisa():
     """A new exact method must state what it is exact with respect to and get a check of exactly that here."""
-    assert EXACT == ["retrain"]
+    assert EXACT == ["retrain", "sisa"]
 
 
-@pytest.mark.parametrize("name", EXACT)
+@pytest.mark.parametrize("name", [n for n in EXACT if not ob.METHODS.get(n).ensemble])
 def test_exact_method_is_bit_identical_to_an_independent_train_on_the_retain_set(name):
     cls = ob.METHODS.get(name)
     assert "Exact with respect to:" in cls.__doc__
@@ -114,3 +115,37 @@ def test_the_exact_check_catches_a_retrain_that_is_not_one(bug, monkeypatch):
     cls = ob.METHODS.get("retrain")
     monkeypatch.setattr(cls, "_unlearn", _buggy_retrain(bug))
     assert _differs_from_independent_training(cls.from_dict(RECIPE), seed=3) != []
+
+
+# ------------------------------------------------------------------ sisa (issue 17)
+def _sisa_differs(monkeypatch=None, bug=None):
+    """Whether ``sisa`` on the toy scenario differs from every shard trained from scratch on its rows of D_r."""
+    from obliviate.methods.sisa import SISA
+    from obliviate.sisa import SISAEnsemble
+
+    if bug == "late_resume":  # a removal that resumes one stage after the right checkpoint (it saw the forget rows)
+        train_shards = SISAEnsemble._train_shards
+
+        def late(self, jobs):
+            return train_shards(self, [(k, min(s + 1, self.n_slices)) if self.stages_trained else (k, s) for k, s in jobs])
+
+        monkeypatch.setattr(SISAEnsemble, "_train_shards", late)
+    if bug == "no_removal":  # rows dropped from the bookkeeping only, nothing retrained
+        fit_only = SISAEnsemble._train_shards
+        monkeypatch.setattr(SISAEnsemble, "_train_shards", lambda self, jobs: 0 if self.stages_trained else fit_only(self, jobs))
+    sc, model = toy_scenario(), toy_model()
+    method = dataclasses.replace(SISA.from_preset("digits"), epochs=4, shards=2, slices=3)
+    out = method.unlearn(model, sc, seed=5, device="cpu", progress=False)
+    expected = SISA.exact_reference(out.model, sc, 5)
+    state = out.model.state_dict()
+    assert state.keys() == expected.keys()
+    return [k for k in state if not torch.equal(state[k], expected[k])]
+
+
+def test_sisa_is_bit_identical_to_its_shards_trained_from_scratch_on_the_retain_rows():
+    assert _sisa_differs() == []
+
+
+@pytest.mark.parametrize("bug", ["late_resume", "no_removal"])
+def test_the_sisa_check_catches_a_removal_that_is_not_exact(bug, monkeypatch):
+    assert _sisa_differs(monkeypatch, bug) != []

@@ -146,3 +146,16 @@ def test_the_ray_backend_trains_the_same_shards_as_the_sequential_one(ds, one_th
     rows = [int(local.slices[0][1][0]), int(local.slices[2][0][0])]
     assert on_ray.remove(rows).resumed_from == local.remove(rows).resumed_from == {0: 1, 2: 0}
     assert on_ray.digest() == local.digest()
+
+
+def test_weight_metrics_are_left_out_for_an_ensemble_and_refused_when_named(ds):
+    sc = ob.Scenario.random(ds, fraction=0.1, seed=0)
+    sisa = _ensemble(ds, shards=2, slices=1).fit(ds.train, rows=sc.retain_idx)
+    single = ob.build_model("mlp", ds, seed=0)
+    with pytest.warns(ob.errors.UncheckedTrainingSetWarning):
+        ev = ob.evaluate(sisa, sc, single)
+    assert "avg_gap" in ev.metrics and "weight_distance" not in ev.metrics
+    with pytest.warns(ob.errors.UncheckedTrainingSetWarning), pytest.raises(ob.errors.MissingDataError, match="compares weights"):
+        ob.evaluate(sisa, sc, single, metrics=["weight_distance"])
+    with pytest.warns(ob.errors.UncheckedTrainingSetWarning):  # two single models: it is computed
+        assert "weight_distance" in ob.evaluate(single, sc, single).metrics

@@ -408,7 +408,7 @@ def variant_record(
                 extra["tune"] = {**tune, "best_params": tuned.best_params, "trials": len(tuned.trials), "seconds": tuned.seconds}
             else:
                 result = unlearn(base, sc, method, seed=seed, device=device, progress=False, **unlearn_kwargs)
-            ev = evaluate(result, sc, reference, metrics=metrics, seed=eval_seed)
+            ev = evaluate(result, sc, reference, metrics=_comparable_metrics(metrics, result.model, reference), seed=eval_seed)
         record = run_record(
             scenario=sc.summary(),
             method=method,
@@ -428,3 +428,15 @@ def variant_record(
         return run_record(
             scenario=sc.summary(), method=method, seed=seed, status=status, error=str(e), oracle_seconds=oracle_seconds, **extra
         )
+
+
+def _comparable_metrics(metrics: list[str] | None, model: Any, reference: Any) -> list[str] | None:
+    """``metrics`` less those that compare weights, when the model's cannot be compared (an ensemble such as
+    ``sisa``'s against the single-model oracle): they are left out of its record instead of failing the run.
+    """
+    from ..evaluation import _comparable_weights
+    from ..metrics import METRICS
+
+    if metrics is None or _comparable_weights(model, reference, None):
+        return metrics
+    return [m for m in metrics if not METRICS.get(m).compares_weights]

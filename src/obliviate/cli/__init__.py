@@ -12,11 +12,13 @@ Commands work on run directories (``model.safetensors`` + ``run.json`` [+ ``scen
     obliviate certified fit --dataset NAME [--classes 3,8] [--features raw|dp|run:DIR] [--removals K] --out RUN_DIR
     obliviate certified remove RUN_DIR --ids 1,2,3 [--ids-file FILE] [--request-id ID] [--reason TEXT]
     obliviate certified status RUN_DIR [--json]
+    obliviate requests apply RUN_DIR --ids-file F [--batch M] --method NAME --out DIR | obliviate requests status DIR
     obliviate bench SPEC.toml --out DIR [--dry-run] [--pool P] [--threads N] [--device auto]
     obliviate pool ls [DIR] [--pool P] | obliviate pool gc DIR [--pool P] [--yes]
 
 Each command module (:mod:`~obliviate.cli.train`, ``unlearn``, ``tune``, ``evaluate``, ``methods``, ``demo``,
-``study``, ``certified``, ``bench``, ``pool``) has ``add_parser(subparsers)`` and ``run(args) -> exit status``; they import
+``study``, ``certified``, ``requests``,
+``bench``, ``pool``) has ``add_parser(subparsers)`` and ``run(args) -> exit status``; they import
 only :mod:`obliviate.cli._common` at module level (so ``--help`` needs no torch) and the library
 inside ``run``. Run directories are :class:`obliviate.runs.RunDir` objects; nothing here is needed to
 use them from Python.
@@ -32,7 +34,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import UnlearningError
-from . import bench, certified, demo, evaluate, methods, pool, report, study, train, tune, unlearn
+from . import bench, certified, demo, evaluate, methods, pool, report, requests, study, train, tune, unlearn
 from ._common import Parser
 from ._common import parse_sets as _parse_sets  # noqa: F401  (the old private name, kept for callers)
 
@@ -48,6 +50,7 @@ COMMANDS = {
     "study": study,
     "evaluate": evaluate,
     "certified": certified,
+    "requests": requests,
     "bench": bench,
     "pool": pool,
     "report": report,

@@ -40,6 +40,13 @@ def run(args: argparse.Namespace) -> int:
     # Validates before anything is written; the defaults a paper states relative to the original training
     # (retrain: the whole recipe) come from the run's recipe.
     method = make_method(args.method, preset=args.preset, recipe=source.recipe or None, **hyper)
+    if type(method).ensemble:
+        from ..errors import InvalidConfigError
+
+        raise InvalidConfigError(
+            f"{args.method}'s result is an ensemble with its slice checkpoints, which a run directory does not hold; "
+            f"use 'obliviate requests apply {args.run_dir} --ids-file F --method {args.method} --out DIR' instead."
+        )
     RunDir.check_new(args.out, flag="--out")  # fail fast; create() claims it atomically below
     if args.tune is not None:  # search the hyperparameters not given with --set (obliviate tune), keep the best run
         from .tune import tune_and_save

@@ -17,6 +17,7 @@ from .random_label import RandomLabel
 from .retrain import Retrain
 from .salun import SalUn
 from .scrub import SCRUB
+from .sisa import SISA
 from .sparse import FinetunePrune, GradientAscentL1, L1Sparse
 from .ssd import LossFreeSSD, SelectiveSynapticDampening
 from .unrolling import AmnesiacUnlearning, SingleGradientUnlearning
@@ -43,6 +44,7 @@ __all__ = [
     "Retrain",
     "RunContext",
     "SCRUB",
+    "SISA",
     "SalUn",
     "SelectiveSynapticDampening",
     "SingleGradientUnlearning",

@@ -229,6 +229,7 @@ class RunContext:
             for methods with ``needs_recording``; else None.
         report: Called as ``report(epoch, model)`` after each epoch of :meth:`fit` (from
             :data:`EPOCH_REPORT`); it may raise to stop the run (a pruned tuning trial).
+        prepared: What :meth:`UnlearningMethod._prepare` returned (None for most methods).
     """
 
     device: torch.device
@@ -241,6 +242,7 @@ class RunContext:
     frozen: dict[str, torch.Tensor] = field(default_factory=dict)
     recording: Any = None
     report: Callable[[int, nn.Module], None] | None = None
+    prepared: Any = None
 
     def fit(self, model: nn.Module, data: Any, config: TrainConfig, **kwargs: Any) -> list[dict[str, float]]:
         """The shared training loop with this run's generator, device, masks and counters."""
@@ -354,6 +356,9 @@ class UnlearningMethod(Config):
             contract suite checks exactly that against an independent ``ob.train``.
         needs_recording: True when ``_unlearn`` needs the recording of the original training
             (``ctx.recording``); ``unlearn`` without ``recording=`` then raises MissingDataError.
+        ensemble: True when the result is an ensemble of models of the input's architecture
+            (``sisa``) rather than the input's architecture: the contract suite then checks its
+            predictions instead of its state-dict keys, and such a method refuses masks.
         presets: Named field overrides, e.g. ``{"digits": {...}}`` for the embedded demo.
         from_recipe: ``{field: FromRecipe}`` for the hyperparameters whose paper states them
             relative to the original training (see :class:`FromRecipe`).
@@ -365,6 +370,7 @@ class UnlearningMethod(Config):
     kinds: ClassVar[frozenset[str]] = frozenset(SCENARIO_KINDS)
     exact: ClassVar[bool] = False
     needs_recording: ClassVar[bool] = False
+    ensemble: ClassVar[bool] = False
 
     @classmethod
     def supports(cls, kind: str) -> bool:
@@ -499,6 +505,10 @@ class UnlearningMethod(Config):
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("default")
+                with seeded(seed, dev), Timer(dev) as prepare_timer:
+                    ctx.prepared = self._prepare(net, scenario, ctx)
+                if ctx.prepared is not None:
+                    ctx.diagnostics["prepare_seconds"] = prepare_timer.seconds
                 with seeded(seed, dev), Timer(dev) as timer:
                     out = self._unlearn(net, scenario, ctx)
             ctx.restore_frozen(out)
@@ -552,6 +562,15 @@ class UnlearningMethod(Config):
             + f" not suit this model; try {' or '.join(fixes)}."
         )
 
+    def _prepare(self, model: nn.Module, scenario: Scenario, ctx: RunContext) -> Any:
+        """Work the method's protocol does at training time, not per request; None (the default) for none.
+
+        It runs before the timer, with the run's seed; its result is ``ctx.prepared`` and its time
+        ``diagnostics["prepare_seconds"]``, never part of ``seconds``. ``sisa`` trains its sharded
+        ensemble here when given a single model (what a SISA deployment did when it trained).
+        """
+        return None
+
     def _unlearn(self, model: nn.Module, scenario: Scenario, ctx: RunContext) -> nn.Module:
         """Change ``model`` (a private copy on ``ctx.device``) and return it."""
         raise NotImplementedError  # abstract: every registered method implements it
@@ -601,6 +620,7 @@ class UnlearningMethod(Config):
             "requires": sorted(cls.requires),
             "kinds": sorted(k for k in SCENARIO_KINDS if cls.supports(k)),
             "exact": cls.exact,
+            "ensemble": cls.ensemble,
             "needs_recording": cls.needs_recording,
             "presets": sorted(cls.presets),
             "defaults": cls().to_dict(),

@@ -82,6 +82,9 @@ class Metric(abc.ABC):
         opt_in: Computed only when named in ``evaluate(metrics=...)`` (it needs an extra
             argument of ``evaluate``, e.g. the training recording, or costs training runs).
         companions: Metrics always reported beside this one when it is named.
+        compares_weights: It compares the model's parameters, name by name, with the reference's or
+            the recording's; left out (named: refused) when they differ in names or shapes, as an
+            ensemble's (``sisa``) do against a single model.
         needs_reference: ``"reference" in requires`` (set on registration).
         reference_test: ``"path::function"`` of the test that checks its value against an
             independent implementation (scikit-learn, SciPy, a direct computation);
@@ -91,6 +94,7 @@ class Metric(abc.ABC):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     goal: ClassVar[Literal["higher", "lower", "oracle"]] = "oracle"
+    compares_weights: ClassVar[bool] = False
     requires: ClassVar[tuple[str, ...]] = ()
     fraction: ClassVar[bool] = True
     bounds: ClassVar[tuple[float, float] | None] = None

@@ -50,10 +50,15 @@ def split_outputs(model: nn.Module, data: Dataset | None, batch_size: int, devic
     return SplitOutputs(torch.softmax(logits.double(), dim=1).numpy(), labels.numpy())
 
 
-def available_inputs(scenario: Scenario, *, reference: bool, recording: bool, risk_scorer: bool) -> frozenset[str]:
-    """The inputs of :data:`~obliviate.metrics.base.INPUTS` that an ``evaluate`` call can provide."""
-    out = set(INPUTS)
+def available_inputs(
+    scenario: Scenario, *, reference: bool, recording: bool, risk_scorer: bool, weights: bool = True
+) -> frozenset[str]:
+    """The inputs of :data:`~obliviate.metrics.base.INPUTS` that an ``evaluate`` call can provide
+    (``weights``: whether the model's parameters match the reference's and the recording's).
+    """
+    out = set(INPUTS) | {"weights"}  # "weights": not an input but a condition (Metric.compares_weights)
     for name, present in (
+        ("weights", weights),
         ("reference", reference),
         ("recording", recording),
         ("risk_scorer", risk_scorer),
@@ -70,6 +75,11 @@ def missing_message(metric: str, needed: str, scenario: Scenario) -> str:
     """Why ``metric`` cannot be computed without the input ``needed``, and the fix."""
     if needed == "reference":
         return f"Metric {metric!r} needs the retrained model: pass reference=... to evaluate."
+    if needed == "weights":
+        return (
+            f"Metric {metric!r} compares weights, but the model's parameters differ in names or shapes from the "
+            "reference's or the recording's (an ensemble such as sisa's against a single model)."
+        )
     if needed == "test_forget":
         return f"Metric {metric!r} needs a class-wise or sub-class scenario; {scenario.name!r} has no forgotten class."
     if needed == "corruption":
@@ -105,14 +115,18 @@ def resolve_metrics(names: Iterable[str] | str | None, available: frozenset[str]
         UnknownNameError: an unknown name (the message lists the valid ones).
         MissingDataError: a named metric needs an input the call does not provide.
     """
+
+    def needs(cls: Any) -> tuple[str, ...]:
+        return (*cls.requires, "weights") if cls.compares_weights else tuple(cls.requires)
+
     if names is None:
-        return [n for n, cls in METRICS.items() if not cls.opt_in and set(cls.requires) <= available]
+        return [n for n, cls in METRICS.items() if not cls.opt_in and set(needs(cls)) <= available]
     if isinstance(names, str):
         names = [names]
     chosen: list[str] = []
     for n in names:
         cls = METRICS.get(n)
-        for needed in cls.requires:
+        for needed in needs(cls):
             if needed not in available:
                 raise MissingDataError(missing_message(n, needed, scenario))
         chosen.append(n)

@@ -261,7 +261,13 @@ def check_method(method: str | type[UnlearningMethod], *, preset: str | None = "
         raise _fail(name, "hooks", "hooks were left on the input or output model")
     report["input_unchanged"] = "ok"
     out_state = out.model.state_dict()
-    if out_state.keys() != before["state"].keys() or any(out_state[k].shape != before["state"][k].shape for k in out_state):
+    if getattr(cls, "ensemble", False):  # an ensemble of the input's architecture: check what it predicts
+        x = torch.stack([sc.val[i][0] for i in range(min(8, len(sc.val)))])
+        with torch.no_grad():
+            logits = out.model.eval()(x)
+        if logits.shape != (x.shape[0], sc.dataset.num_classes):
+            raise _fail(name, "output", f"the ensemble's output has shape {tuple(logits.shape)}")
+    elif out_state.keys() != before["state"].keys() or any(out_state[k].shape != before["state"][k].shape for k in out_state):
         raise _fail(name, "output", "the output state dict has other keys or shapes")
     if not all(torch.isfinite(v.float()).all() for v in out_state.values()):
         raise _fail(name, "output", "the output has non-finite values")
@@ -289,7 +295,11 @@ def check_method(method: str | type[UnlearningMethod], *, preset: str | None = "
     report["missing_data"] = "ok"
 
     # 9. sanity effect
-    if cls.exact:
+    if cls.exact and hasattr(cls, "exact_reference"):
+        # what the method states it is exact with respect to, rebuilt by the class without its unlearning code
+        if not _same_state(out_state, cls.exact_reference(out.model, sc, 0)):
+            raise _fail(name, "exact", "an exact method's result differs from its stated reference (exact_reference)")
+    elif cls.exact:
         # independent of every method: the training loop alone, from scratch, on D_r
         oracle = train(_toy_init(0), sc.retain, instance.recipe(), seed=0, device="cpu", progress=False)
         if not _same_state(out_state, oracle.model.state_dict()):
@@ -311,6 +321,13 @@ def check_method(method: str | type[UnlearningMethod], *, preset: str | None = "
     # 11. masks
     gen = torch.Generator().manual_seed(0)
     masks = {n: torch.rand(p.shape, generator=gen) < 0.5 for n, p in model.named_parameters()}
+    if getattr(cls, "ensemble", False):  # its shards train from scratch: any mask is refused
+        try:
+            instance.unlearn(model, sc, seed=0, device="cpu", masks=masks, progress=False, **run)
+        except InvalidConfigError:
+            report["masks"] = "ok"
+            return report
+        raise _fail(name, "masks", "an ensemble method accepted masks")
     if cls.exact:  # it retrains from scratch, so a mask can only mean "pruned": refuse trained frozen values
         try:
             instance.unlearn(model, sc, seed=0, device="cpu", masks=masks, progress=False, **run)

@@ -73,6 +73,7 @@ class WeightDistance(Metric):
     description = "L2 distance of all parameters to the oracle"
     goal = "lower"
     requires = ("model", "reference")
+    compares_weights = True
     fraction = False
     reference_test = "tests/unit/metrics/test_functional.py::test_weight_distance_equals_norm_of_flattened_parameter_difference"
 

@@ -26,6 +26,7 @@ class VerificationError(Metric):
     description = "L2 distance to the naive retrain (the recorded run minus D_f)"
     goal = "lower"
     requires = ("model", "recording")
+    compares_weights = True
     fraction = False
     opt_in = True
     companions = ("verification_error_noop",)
@@ -43,6 +44,7 @@ class VerificationErrorNoop(Metric):
     description = "verification_error of the original model (doing nothing)"
     goal = "lower"
     requires = ("model", "recording")
+    compares_weights = True
     fraction = False
     opt_in = True
     reference_test = VerificationError.reference_test
@@ -59,6 +61,7 @@ class UnlearningError(Metric):
     description = "unrolling proxy (lr^2/2) t |w_t - w_0| sigma of the recorded run"
     goal = "lower"
     requires = ("model", "recording")
+    compares_weights = True
     fraction = False
     opt_in = True
     reference_test = _REFERENCE + "test_unlearning_error_formula"
