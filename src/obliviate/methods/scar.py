@@ -157,18 +157,21 @@ class SCAR(UnlearningMethod, FineTuneRecipe):
       class are dropped and the teacher's logit of every forgotten class is set to the lowest
       logit of its row, so the student is taught that the class is absent.
 
-    The loss of a step is ``λ1 L_fgt + λ2 L_ret`` over one forget batch and one surrogate batch;
-    each forget batch is used for ``surrogate_batches`` steps, each with a fresh surrogate batch.
+    The paper's full text was not available here, so its equation numbers are not cited: the
+    terms above are those its abstract and overview figure name, in the form the authors' code
+    computes them. The loss of a step is ``λ1 L_fgt + λ2 L_ret`` over one forget batch and one
+    surrogate batch; each forget batch is used for ``surrogate_batches`` steps, each with a fresh
+    surrogate batch.
     Training stops early once the accuracy on D_f (checked after each epoch) falls below
     ``stop_accuracy``. On a random forget set, as in the authors' code, the surrogate batches are
     drawn class-balanced by the teacher's prediction (weights ``1/count``), and after each epoch
     the distances of a class whose forget accuracy fell below ``class_gate`` stop counting (the
     others are weighted by their class's forget accuracy).
 
-    Surrogate data (``surrogate``): the paper distils on real out-of-distribution images (10k
-    ImageNet, COCO or random-web images; its ablation also tries Gaussian noise, which works
-    less well). Here the default is generated noise: ``"noise"`` (Gaussian) or ``"uniform"``
-    images of the input shape, with the per-channel mean and standard deviation (``"uniform"``:
+    Surrogate data (``surrogate``): the paper distils on real out-of-distribution images (the
+    authors' README: 10k images sampled from ImageNet, COCO or another dataset; their code also
+    reads a Gaussian-noise set). Here the default is generated noise: ``"noise"`` (Gaussian) or
+    ``"uniform"`` images of the input shape, with the per-channel mean and standard deviation (``"uniform"``:
     range) of the forget inputs, drawn from the run's generator. An embedded dataset can serve
     instead: ``"synthetic32"`` (3x32x32 generated class templates) or ``"digits"`` (8x8 digits),
     converted to the model's input shape (channels averaged then repeated, bilinear resizing
@@ -189,11 +192,12 @@ class SCAR(UnlearningMethod, FineTuneRecipe):
     - the code computes the class means and covariances from the embeddings of the whole
       retain set (``train_retain_loader``, in SCAR and in SCAR-self alike), which contradicts the
       retain-free claim; here they come from the surrogate and D_f (or the val split);
-    - the code picks the nearest wrong class per batch *position* in the first epoch and reuses
-      it by position later although its forget loader reshuffles, so later epochs push samples
-      towards another sample's class; with a class removed it also compares an index into the
-      list of remaining classes with the true label (off by one above the removed class). Here
-      the target is chosen once per sample, over true class indices;
+    - the code picks each forget sample's nearest wrong class at the sample's first step (its
+      forget loader is not shuffled, so the choice stays with the sample), with the model as
+      earlier steps left it; here it is picked once, before training, with the original model.
+      With a class removed the code also compares an index into the list of remaining classes
+      with the true label, so when the nearest class is the one just above the removed class it
+      takes the second nearest; here classes are compared by index;
     - a forgotten class's teacher logit is set to its row's minimum, not the whole batch's;
     - the teacher's logits on the surrogate are computed once, without the code's random
       crop and flip of the surrogate images;
@@ -222,14 +226,14 @@ class SCAR(UnlearningMethod, FineTuneRecipe):
         schedule: "constant" or "cosine". Default "constant" (authors' code: its scheduler is off).
         surrogate_batches: Steps per forget batch, each with a new surrogate batch. Default 6
             (authors' code: ``num_retain_samp`` + 1 on CIFAR).
-        lambda_forget: Weight λ1 of the Mahalanobis forgetting term. Default 1 (paper).
-        lambda_distill: Weight λ2 of the distillation term. Default 5 (paper).
+        lambda_forget: Weight λ1 of the Mahalanobis forgetting term. Default 1 (authors' code).
+        lambda_distill: Weight λ2 of the distillation term. Default 5 (authors' code).
         temperature: Divides the teacher's logits in the distillation (authors' code). Default 1.
-        tukey_delta: Exponent δ of the Tukey transform. Default 0.5 (paper).
-        shrink_diag: Shrinkage γ1 of the covariance diagonal. Default 3 (paper).
-        shrink_offdiag: Shrinkage γ2 of the off-diagonal entries. Default 3 (paper).
+        tukey_delta: Exponent δ of the Tukey transform. Default 0.5 (authors' code).
+        shrink_diag: Shrinkage γ1 of the covariance diagonal. Default 3 (authors' code).
+        shrink_offdiag: Shrinkage γ2 of the off-diagonal entries. Default 3 (authors' code).
         surrogate: "noise", "uniform", "synthetic32" or "digits" (see above). Default "noise".
-        surrogate_size: Number of surrogate images. Default 10000 (paper: 10k).
+        surrogate_size: Number of surrogate images. Default 10000 (the authors' 10k).
         statistics: Where the class distributions come from: "surrogate" or "val". Default
             "surrogate".
         stop_accuracy: Stop once the accuracy on D_f falls below this. None: the paper's rule,
