@@ -397,3 +397,26 @@ def test_python_dash_m_methods() -> None:
     assert proc.returncode == 0, proc.stderr
     for name in ob.METHODS.names():
         assert re.search(rf"^\s*[│|]\s*{re.escape(name)}\s*[│|]", proc.stdout, re.M), name
+
+
+def test_unlearn_refuses_an_ensemble_method_and_names_the_requests_command(train_dir: Path, workdir: Path, capsys) -> None:
+    code, out, err = run_cli(capsys, "unlearn", train_dir, "--scenario", "class:3", "--method", "sisa", "--out", workdir / "sisa")
+    assert code == 2 and "obliviate requests apply" in err and not (workdir / "sisa").exists()
+
+
+def test_requests_apply_and_status_on_a_run(train_dir: Path, workdir: Path, capsys) -> None:
+    rows = ob.runs.RunDir(train_dir)
+    seen = ob.requests._rows_of_run(train_dir, rows.training_set, rows.dataset()).indices
+    ids = workdir / "ids.txt"
+    ids.write_text(f"{seen[0]} {seen[5]}\n{seen[9]}\n")
+    out = workdir / "stream"
+    args = ("--ids-file", ids, "--method", "finetune", "--preset", "digits", "--set", "epochs=1", "--no-oracle", "--out", out)
+    code, stdout, err = run_cli(capsys, "requests", "apply", train_dir, *args)
+    assert code == 0, err
+    assert "[1/2] 2 ids" in stdout and "2 of 2 requests served" in stdout
+    code, stdout, _ = run_cli(capsys, "requests", "status", out, "--json")
+    doc = json.loads(stdout)
+    assert code == 0 and doc["served"] == 2 and doc["pending"] == 0 and doc["requests"][1]["ids"] == [int(seen[9])]
+    ids.write_text(f"{seen[0]}\n")  # another stream over the same run is fine, but not into the same directory
+    code, _, err = run_cli(capsys, "requests", "apply", train_dir, "--ids-file", ids, "--method", "finetune", "--out", out)
+    assert code == 2 and "holds another stream" in err
