@@ -272,7 +272,7 @@ class SCAR(UnlearningMethod, FineTuneRecipe):
     surrogate: str = param("noise", Options(*SURROGATES))
     surrogate_size: int = param(10000, Interval(int, 1))
     statistics: str = param("surrogate", Options("surrogate", "val"))
-    stop_accuracy: float | None = param(None, Interval(float, 0.0, 1.0, allow_none=True), search=Linear(0.0, 0.5))
+    stop_accuracy: float | None = param(None, Interval(float, 0.0, 1.0, allow_none=True))
     class_gate: float = param(0.8, Interval(float, 0.0, 1.0), search=Linear(0.0, 1.0))
 
     # ----------------------------------------------------------------- surrogate data
