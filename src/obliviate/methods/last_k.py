@@ -158,6 +158,10 @@ class CatastrophicForgettingK(UnlearningMethod, FineTuneRecipe, _LastK):
     Everything outside those layers is bit-identical afterwards, BatchNorm running statistics
     included: frozen BatchNorm layers stay in eval mode while the last layers train.
 
+    Scenario kinds: all. The paper's test forgets mislabelled samples between two classes
+    (interclass confusion: a ``corrupted`` label-flip scenario here); nothing in the method
+    depends on how D_f was chosen, since it never reads D_f.
+
     Data needs: retain. Cost: ``epochs`` passes over D_r, each a full forward pass and a backward
     pass through the last k layers only.
 
@@ -233,6 +237,10 @@ class ExactUnlearningK(UnlearningMethod, FineTuneRecipe, _LastK):
     against such an independent ``ob.train``). When the frozen part was trained on D_f too (the
     usual case: the whole model trained on D_f ∪ D_r), its features still carry D_f and EU-k is
     approximate; the class attribute ``exact`` is therefore False (it is not full retraining).
+
+    Scenario kinds: all. The paper's test forgets mislabelled samples between two classes
+    (interclass confusion: a ``corrupted`` label-flip scenario here); nothing in the method
+    depends on how D_f was chosen, since it never reads D_f.
 
     Data needs: retain. Cost: ``epochs`` passes over D_r, each a full forward pass and a backward
     pass through the last k layers only.

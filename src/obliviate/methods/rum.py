@@ -121,6 +121,10 @@ class RUM(UnlearningMethod):
     each base method's public ``unlearn`` instead would copy the model, time and health-check every
     step. ``ob.unlearn`` copies, times and checks the whole sequence once.
 
+    Scenario kinds: all that its base methods support. The paper's forget sets are random draws
+    and sets chosen by memorisation (``random`` and ``custom`` here); a class-wise or sub-class
+    request is split the same way, and a corrupted one keeps each step's rows corrupted.
+
     Data needs: forget, retain, and whatever the base methods need. Cost: one forward pass over D_f,
     plus each base method's cost on its subset.
 

@@ -138,3 +138,21 @@ def test_digits_preset_forgets_a_class_and_keeps_the_others(digits: ob.DatasetSp
     assert accuracy(base.model, sc.forget) > 0.95
     assert accuracy(out.model, sc.forget) < 0.3
     assert accuracy(out.model, sc.retain) > 0.95
+
+
+def test_a_corrupted_request_keeps_each_steps_rows_corrupted() -> None:
+    """A step of a backdoor request forgets its rows as the model saw them (triggered, target label)."""
+    sc = toy_scenario("backdoor")
+    subsets = memorisation_subsets(sc.forget_idx, np.arange(len(sc.forget_idx), dtype=float), 3, "increasing")
+    step = RUM()._step_scenario(sc, subsets, 1)
+    assert step.kind == "corrupted" and np.array_equal(step.forget_idx, subsets[1])
+    assert np.array_equal(step.retain_idx, sc.retain_idx) and step.training_set != sc.training_set
+    rows = np.searchsorted(sc.forget_idx, subsets[1])
+    for j, r in enumerate(rows):
+        x_step, y_step = step.forget[j]
+        x_all, y_all = sc.forget[int(r)]
+        assert torch.equal(torch.as_tensor(x_step), torch.as_tensor(x_all)) and int(y_step) == int(y_all)
+    untrained = ob.build_model("cnn", sc.dataset, seed=0, width=4)  # refused before any training
+    with warnings.catch_warnings(), pytest.raises(InvalidConfigError, match="step_retain='retain'"):
+        warnings.simplefilter("ignore")  # a bare nn.Module: unchecked training set
+        ob.unlearn(untrained, sc, "rum", step_retain="remaining", device="cpu", progress=False)
