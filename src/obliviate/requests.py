@@ -19,6 +19,12 @@ Methods:
   the budget runs out), and its oracle is the same estimator, with the same λ and σ, fitted on what
   is left. Its noise comes from the operating system unless ``params`` gives ``random_state``.
 
+Drift is also a health check: each method run checks its own request (the retained-class
+validation accuracy against the model it started from), which a slow slide over many requests
+never trips. So a request is also ``"collapsed"`` when the validation accuracy after it is more than
+``collapse_drop`` points below the *original* model's (``diagnostics["val_acc_drop_total"]``, with
+a note), whatever the method's own verdict.
+
 The stream directory (``out``) makes the run crash-safe and resumable:
 
 - ``stream.json``: what is applied (method, preset, parameters, seed, the requests, the original
@@ -75,7 +81,9 @@ class RequestResult:
         request_id: Its id in the ledger.
         ids: The train-split rows it removed.
         seconds: Wall time of the method on it (``prepare_seconds`` apart, see ``diagnostics``).
-        status: The method's health verdict ("ok", "collapsed", "unchecked").
+        status: The health verdict ("ok", "collapsed", "unchecked"): the method's on this request,
+            or "collapsed" when the validation accuracy fell more than ``collapse_drop`` points
+            below the original model's over the stream so far.
         metrics: :data:`CURVE_METRICS` after it, against its oracle.
         oracle_seconds: Time of retraining the oracle (not part of the method's cost).
         diagnostics: The method's diagnostics.
@@ -409,6 +417,7 @@ def apply(
     recording: Any = None,
     on_request: Callable[[RequestResult], None] | None = None,
     oracles: dict[str, Any] | None = None,
+    collapse_drop: float = 10.0,
 ) -> StreamResult:
     """Serve ``requests`` one after another with ``method``, evaluating after each against its oracle.
 
@@ -435,6 +444,8 @@ def apply(
         on_request: Called with each :class:`RequestResult` as it is committed (progress output).
         oracles: A dict shared by several streams over the same model (e.g. one per method): each
             oracle is retrained once per set of removed rows and seed, and reused from it.
+        collapse_drop: Points of validation accuracy below the original's beyond which a request
+            is "collapsed" (default 10, as ``ob.unlearn``'s).
 
     Returns:
         The :class:`StreamResult` of every request served so far (all of them, unless an error stopped it).
@@ -451,6 +462,7 @@ def apply(
     from .ledger import DeletionLedger
     from .methods.base import unlearn
     from .runs import resolve_model
+    from .training import accuracy
 
     original, training_set = resolve_model(model, "requests.apply")
     if training_set is not None and training_set.indices is None:
@@ -479,6 +491,7 @@ def apply(
     }
     spec_path, ledger_path, state_path = out / STREAM_FILE, out / LEDGER_FILE, out / STATE_FILE
     first = _scenario(dataset, train_rows, reqs[0], "request 1")
+    original_val = accuracy(original, first.val, device=dev) if len(first.val) else math.nan
     if spec_path.is_file():
         stored = json.loads(spec_path.read_text())
         differs = sorted(k for k in spec if stored.get(k) != json.loads(json.dumps(spec[k])))
@@ -540,16 +553,27 @@ def apply(
                 ev = ob_evaluate(model_now, cumulative, reference, metrics=[m for m in CURVE_METRICS if oracle or m != "avg_gap"])
             metrics = {m: float(ev.metrics.get(m, math.nan)) for m in CURVE_METRICS}
             notes = list(getattr(res, "notes", []))
+            status = str(res.status)
+            diagnostics = {k: float(v) for k, v in res.diagnostics.items()}
+            total_drop = 100.0 * (original_val - metrics["val_acc"])
+            if math.isfinite(total_drop):
+                diagnostics["val_acc_drop_total"] = total_drop
+                if total_drop > collapse_drop:
+                    status = "collapsed"
+                    notes.append(
+                        f"Collapsed over the stream: the validation accuracy fell from {100 * original_val:.1f} % (the original) "
+                        f"to {100 * metrics['val_acc']:.1f} % after {i + 1} requests (more than {collapse_drop:g} points)."
+                    )
             notes += [f"{w.category.__name__}: {w.message}" for w in caught if f"{w.category.__name__}: {w.message}" not in notes]
             served = RequestResult(
                 index=i,
                 request_id="",
                 ids=list(reqs[i]),
                 seconds=float(res.seconds),
-                status=str(res.status),
+                status=status,
                 metrics=metrics,
                 oracle_seconds=oracle_seconds,
-                diagnostics={k: float(v) for k, v in res.diagnostics.items()},
+                diagnostics=diagnostics,
                 notes=[n for n in notes if "UncheckedTrainingSet" not in n],
             )
             tmp = state_path.with_name(f".{STATE_FILE}.{os.getpid()}.new")

@@ -182,3 +182,26 @@ def test_sigkill_mid_stream_then_the_same_command_serves_every_request_once(tmp_
     assert [r.metrics for r in again.results] == [r.metrics for r in whole.results]
     status = subprocess.run(_cli("requests", "status", tmp_path / "killed"), env=env, capture_output=True, text=True)
     assert status.returncode == 0 and "8 of 8 requests served" in status.stdout and "[8/8]" in status.stdout
+
+
+def test_a_slow_slide_over_the_stream_is_collapsed_even_when_each_request_looks_fine(base, tmp_path, monkeypatch):
+    """Each method run checks only its own request; the stream compares with the original model too."""
+    import obliviate.evaluation as evaluation
+    from obliviate.training import accuracy
+
+    ds, res = base
+    original_val = accuracy(res.model, streams._scenario(ds, np.arange(200), [0], "x").val)
+    real = evaluation.evaluate
+    served = {"n": 0}
+
+    def sliding(model, scenario, reference=None, **kw):  # the real evaluation, with val_acc 6 points lower per request
+        ev = real(model, scenario, reference, **kw)
+        served["n"] += 1
+        ev.metrics["val_acc"] = original_val - 0.06 * served["n"]
+        return ev
+
+    monkeypatch.setattr(evaluation, "evaluate", sliding)
+    out = _apply(base, tmp_path / "s", requests=_requests(k=3))
+    assert [r.status for r in out.results] == ["ok", "collapsed", "collapsed"]
+    assert [round(r.diagnostics["val_acc_drop_total"], 6) for r in out.results] == [6.0, 12.0, 18.0]
+    assert "Collapsed over the stream" in out.results[1].notes[-1]
