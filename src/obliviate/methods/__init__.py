@@ -7,15 +7,19 @@ from .adversarial import AdversarialUnlearning
 from .bad_teacher import BadTeacher
 from .base import METHODS, RunContext, UnlearningMethod, UnlearningResult, get_method, make_method, register_method, unlearn
 from .boundary import BoundaryExpand, BoundaryShrink
+from .delete import DELETE
 from .finetune import Finetune
 from .fisher import FisherForgetting
 from .gradient_ascent import GradientAscent
 from .influence import InfluenceUnlearning
+from .last_k import CatastrophicForgettingK, ExactUnlearningK
 from .lora import PruneLoRA
 from .neggrad_plus import NegGradPlus
 from .random_label import RandomLabel
 from .retrain import Retrain
+from .rum import RUM
 from .salun import SalUn
+from .scar import SCAR
 from .scrub import SCRUB
 from .sisa import SISA
 from .sparse import FinetunePrune, GradientAscentL1, L1Sparse
@@ -30,6 +34,9 @@ __all__ = [
     "BadTeacher",
     "BoundaryExpand",
     "BoundaryShrink",
+    "CatastrophicForgettingK",
+    "DELETE",
+    "ExactUnlearningK",
     "Finetune",
     "FinetunePrune",
     "FisherForgetting",
@@ -41,8 +48,10 @@ __all__ = [
     "NegGradPlus",
     "PruneLoRA",
     "RandomLabel",
+    "RUM",
     "Retrain",
     "RunContext",
+    "SCAR",
     "SCRUB",
     "SISA",
     "SalUn",

@@ -68,7 +68,7 @@ def last_layers(model: nn.Module, k: int) -> list[tuple[str, nn.Module]]:
 class _LastK(Config):
     """The field shared by CF-k and EU-k (documented in each method's ``Args:``)."""
 
-    k: int = param(10, Interval(int, 1), search=IntRange(1, 3))
+    k: int = param(2, Interval(int, 1), search=IntRange(1, 3))
 
 
 def _recipe_rules(epochs: FromRecipe) -> dict[str, FromRecipe]:
@@ -166,10 +166,11 @@ class CatastrophicForgettingK(UnlearningMethod, FineTuneRecipe, _LastK):
     pass through the last k layers only.
 
     Args:
-        k: Number of last weight layers trained. Default 10, the smallest k of the authors'
-            ResNet-110 runs (their scripts use k = 10 and 50 there, 1 to 10 on ResNet-20;
-            the paper's text was not reachable to check it). Larger than the model's number of
-            weight layers is an error naming that number.
+        k: Number of last weight layers trained. Default 2 (the head and the layer before it, a
+            k every classifier of two weight layers or more has). The authors' scripts use
+            k = 1 to 10 on ResNet-20 and k = 10 and 50 on ResNet-110 (the paper's text was not
+            reachable to check it); their k = 10 would exceed small models' depth. Larger than
+            the model's number of weight layers is an error naming that number.
         epochs: Epochs over D_r. Default 30 (the authors' fine-tuning runs: 30 epochs against
             62 of training); with a known recipe, 30/62 of its epochs.
         lr: Peak learning rate. Default 0.1 (the authors' training lr); with a known recipe of
@@ -246,10 +247,11 @@ class ExactUnlearningK(UnlearningMethod, FineTuneRecipe, _LastK):
     pass through the last k layers only.
 
     Args:
-        k: Number of last weight layers re-initialised and trained. Default 10, the smallest k
-            of the authors' ResNet-110 runs (their scripts use k = 10 and 50 there, 1 to 10 on
-            ResNet-20; the paper's text was not reachable to check it). Larger than the model's
-            number of weight layers is an error naming that number.
+        k: Number of last weight layers re-initialised and trained. Default 2 (the head and the
+            layer before it, a k every classifier of two weight layers or more has). The authors'
+            scripts use k = 1 to 10 on ResNet-20 and k = 10 and 50 on ResNet-110 (the paper's text
+            was not reachable to check it); their k = 10 would exceed small models' depth. Larger
+            than the model's number of weight layers is an error naming that number.
         epochs: Epochs over D_r. Default 62 (the authors retrain for as many epochs as the
             original training, 62); with a known recipe, its epochs.
         lr: Peak learning rate. Default 0.1 (the authors' training lr); with a known recipe of
