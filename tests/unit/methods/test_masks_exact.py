@@ -40,8 +40,12 @@ def _check(out, pruned_result):
         assert torch.equal(params[name][~mask], before[name][~mask])
 
 
+# an ensemble method (sisa) trains new shard models from scratch and refuses masks: the contract suite checks that
+MASKABLE = [n for n in ob.METHODS.names() if not ob.METHODS.get(n).ensemble]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ob.METHODS.names())
+@pytest.mark.parametrize("name", MASKABLE)
 def test_every_method_keeps_pruned_weights_at_zero(name, pruned):
     preset = "digits" if "digits" in ob.METHODS.get(name).presets else None
     kwargs = {"recording": pruned.recording} if getattr(ob.METHODS.get(name), "needs_recording", False) else {}
@@ -92,7 +96,7 @@ FAST = {
     "max_samples": 64,  # fisher
 }
 LORA = [n for n in METHODS.names() if "use_lora" in METHODS.get(n).field_names()]
-CASES = [(n, False) for n in METHODS.names()] + [(n, True) for n in LORA]
+CASES = [(n, False) for n in MASKABLE] + [(n, True) for n in LORA]
 
 
 def _fast_method(name, lora):
