@@ -22,7 +22,8 @@ Methods:
 Drift is also a health check: each method run checks its own request (the retained-class
 validation accuracy against the model it started from), which a slow slide over many requests
 never trips. So a request is also ``"collapsed"`` when the validation accuracy after it is more than
-``collapse_drop`` points below the *original* model's (``diagnostics["val_acc_drop_total"]``, with
+``collapse_drop`` points below that of the model the stream *started* from (the original; for
+``certified``, the estimator fitted at the start) (``diagnostics["val_acc_drop_total"]``, with
 a note), whatever the method's own verdict.
 
 The stream directory (``out``) makes the run crash-safe and resumable:
@@ -83,7 +84,7 @@ class RequestResult:
         seconds: Wall time of the method on it (``prepare_seconds`` apart, see ``diagnostics``).
         status: The health verdict ("ok", "collapsed", "unchecked"): the method's on this request,
             or "collapsed" when the validation accuracy fell more than ``collapse_drop`` points
-            below the original model's over the stream so far.
+            below the starting model's over the stream so far.
         metrics: :data:`CURVE_METRICS` after it, against its oracle.
         oracle_seconds: Time of retraining the oracle (not part of the method's cost).
         diagnostics: The method's diagnostics.
@@ -444,7 +445,7 @@ def apply(
         on_request: Called with each :class:`RequestResult` as it is committed (progress output).
         oracles: A dict shared by several streams over the same model (e.g. one per method): each
             oracle is retrained once per set of removed rows and seed, and reused from it.
-        collapse_drop: Points of validation accuracy below the original's beyond which a request
+        collapse_drop: Points of validation accuracy below the starting model's beyond which a request
             is "collapsed" (default 10, as ``ob.unlearn``'s).
 
     Returns:
@@ -491,7 +492,6 @@ def apply(
     }
     spec_path, ledger_path, state_path = out / STREAM_FILE, out / LEDGER_FILE, out / STATE_FILE
     first = _scenario(dataset, train_rows, reqs[0], "request 1")
-    original_val = accuracy(original, first.val, device=dev) if len(first.val) else math.nan
     if spec_path.is_file():
         stored = json.loads(spec_path.read_text())
         differs = sorted(k for k in spec if stored.get(k) != json.loads(json.dumps(spec[k])))
@@ -504,17 +504,21 @@ def apply(
             steps.rows = train_rows
         actions = ledger.recover(_file_sha(state_path))
         state = steps.load(state_path, original, dataset)
+        original_val = math.nan if stored.get("start_val_acc") is None else float(stored["start_val_acc"])
     else:
         if out.exists() and any(out.iterdir()):
             raise InvalidConfigError(f"--out {str(out)!r} exists and is not a stream directory; choose an empty or new one.")
         out.mkdir(parents=True, exist_ok=True)
         state = steps.start(original, first, seed)
+        # the health reference of the stream: the model it starts from (for certified, the fitted estimator)
+        original_val = accuracy(steps.module(state), first.val, device=dev) if len(first.val) else math.nan
         steps.save(state, state_path)
         ledger = DeletionLedger(ledger_path, create=True)
         entry = ledger.prepare(train_rows.tolist(), kind="fit", digest_before=None, digest_after=_file_sha(state_path))
         ledger.commit(entry.request_id)
         tmp = spec_path.with_name(f".{STREAM_FILE}.tmp")
-        tmp.write_text(json.dumps(spec, indent=1))
+        start = {"start_val_acc": None if math.isnan(original_val) else original_val}  # not part of what must match
+        tmp.write_text(json.dumps({**spec, **start}, indent=1))
         os.replace(tmp, spec_path)  # last: a directory without it is not a stream yet
         actions = []
     try:
@@ -561,7 +565,7 @@ def apply(
                 if total_drop > collapse_drop:
                     status = "collapsed"
                     notes.append(
-                        f"Collapsed over the stream: the validation accuracy fell from {100 * original_val:.1f} % (the original) "
+                        f"Collapsed over the stream: the validation accuracy fell from {100 * original_val:.1f} % (at the start) "
                         f"to {100 * metrics['val_acc']:.1f} % after {i + 1} requests (more than {collapse_drop:g} points)."
                     )
             notes += [f"{w.category.__name__}: {w.message}" for w in caught if f"{w.category.__name__}: {w.message}" not in notes]

@@ -124,6 +124,15 @@ def test_certified_removal_serves_a_stream_against_its_refitted_oracle(base, tmp
     curve = res.curve()
     assert all(0.0 <= v <= 1.0 for v in curve["val_acc"]) and all(np.isfinite(curve["avg_gap"]))
     assert res.results[0].diagnostics  # the removal's report (bounds, iterations) is kept
+    # its health is measured against the estimator it started from, not against the network it was given
+    start = ob.requests._CertifiedSteps({"removals": 12, "random_state": 0})
+    ds, orig = base
+    first = streams._scenario(ds, np.arange(200), _requests(k=2)[0], "x")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitted = ob.training.accuracy(streams.CertifiedModule(start.start(None, first, 0)), first.val)
+    drop = res.results[0].diagnostics["val_acc_drop_total"]
+    assert drop == pytest.approx(100 * (fitted - curve["val_acc"][0]), abs=1e-9)
 
 
 def test_read_ids_file_reads_requests_per_line_or_in_batches(tmp_path):
