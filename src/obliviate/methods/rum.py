@@ -180,6 +180,11 @@ class RUM(UnlearningMethod):
                     f"RUM cannot run {name!r}: it unrolls the recording of the original training, which no longer "
                     "describes the model after the first step. Choose a base method without needs_recording."
                 )
+            if cls.ensemble or cls._prepare is not UnlearningMethod._prepare:
+                raise InvalidConfigError(
+                    f"RUM cannot run {name!r}: it prepares its own model before unlearning (sisa trains a sharded "
+                    "ensemble), which a step of RUM does not do. Choose a base method that changes the model it is given."
+                )
             if self.base_preset is not None and self.base_preset not in cls.presets:
                 raise InvalidConfigError(
                     f"The 'base_preset' parameter of RUM is {self.base_preset!r}, which base method {name!r} does not "

@@ -114,6 +114,7 @@ def test_rum_forgets_a_class_on_the_toy_model_and_keeps_the_rest() -> None:
         ({"base_methods": ("finetune", "scrub")}, "one method or n_subsets=3 methods"),
         ({"base_methods": ("rum",)}, "cannot name 'rum'"),
         ({"base_methods": ("sgu",)}, "needs_recording"),
+        ({"base_methods": ("sisa",)}, "prepares its own model"),
         ({"base_preset": "no_such_preset"}, "does not have"),
         ({"base_methods": "finetune"}, "a tuple"),
     ],
