@@ -103,10 +103,13 @@ class SFROn(UnlearningMethod, FineTuneRecipe):
 
     "Unified Gradient-Based Machine Unlearning with Remain Geometry Enhancement": Saliency
     Forgetting in the Remain-preserving manifold, online. The paper's steepest-descent analysis
-    (its Sec. 3) decomposes an approximate-unlearning step into a weighted gradient ascent on D_f,
-    a gradient descent on D_r and a weight-saliency matrix; embedding the step in the manifold of
-    the remain-set output geometry (its Sec. 4) preconditions the forget direction by the remain
-    Hessian, ``θ_{t+1} ≈ θ_t + α (I + η H_r)^{-1} M ∇L̃_f − η ∇L_r``. Instead of forming
+    (the direction minimising the output KL divergence to the retrained model in a neighbourhood
+    of the parameters) decomposes an approximate-unlearning step into a weighted gradient ascent
+    on D_f, a gradient descent on D_r and a weight-saliency matrix; embedding the step in the
+    manifold of the remain-set output geometry preconditions the forget direction by the remain
+    Hessian, ``θ_{t+1} ≈ θ_t + α (I + η H_r)^{-1} M ∇L̃_f − η ∇L_r``. (Equation numbers are not
+    cited: the paper's full text was not at hand, only its abstract and the authors' code; the
+    formulas here are restated in that notation.) Instead of forming
     ``H_r``, SFR-on takes a *fast* forget step and evaluates the remain gradient at the fast
     weights: ``∇L_r(θ_t + α M g_f) ≈ ∇L_r(θ_t) + α H_r M g_f``, so the pair of steps moves
     ``α (I − η H_r) M g_f − η ∇L_r(θ_t) ≈ α (I + η H_r)^{-1} M g_f − η ∇L_r(θ_t)``: the
@@ -171,10 +174,9 @@ class SFROn(UnlearningMethod, FineTuneRecipe):
             step every 2nd remain step, α 25, λ 0.5, forget-step clip 1, γ 1, β 1. The demo's
             CNN sees few remain batches per epoch (about 20 at batch 64), so the run has more
             epochs and forget steps than the CIFAR-10 setting's share of them. With the authors'
-            clip of 7 the random-forgetting runs lose too much retained accuracy (a collapsed
-            status on the demo's random:0.1), and with the saliency mask off (``threshold=None``)
-            they collapse outright; the tighter clip keeps the forget steps even, as in
-            ``neggrad_plus``'s preset. Results over 3 seeds per demo scenario:
+            clip of 7 a random:0.1 run of the demo lost too much retained accuracy (a collapsed
+            status), the more so with the saliency mask off (``threshold=None``); the tighter
+            clip keeps the forget steps even, as in ``neggrad_plus``'s preset. Results over 3 seeds per demo scenario:
             ``benchmarks/results/recent_methods.json`` (``python benchmarks/recent_methods.py``).
     """
 

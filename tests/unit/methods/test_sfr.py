@@ -58,7 +58,11 @@ def test_one_iteration_follows_the_fast_slow_update_by_hand():
     w, b = w0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
     losses = F.cross_entropy(xf @ w.T + b, yf, reduction="none")
     weights = losses.detach().pow(-lam) / losses.detach().pow(-lam).sum()
-    assert cosine_alpha(alpha, 0, 10) == alpha
+    assert (
+        cosine_alpha(alpha, 0, 10) == alpha
+        and cosine_alpha(alpha, 5, 10) == pytest.approx(alpha / 2)
+        and cosine_alpha(alpha, 10, 10) < 1e-12
+    )
     grads = [g * m for g, m in zip(torch.autograd.grad(-alpha * (weights * losses).sum(), (w, b)), mask, strict=True)]
     norm = torch.sqrt(sum(g.square().sum() for g in grads))
     assert norm > max_norm  # the clip binds
