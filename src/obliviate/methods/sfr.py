@@ -142,6 +142,9 @@ class SFROn(UnlearningMethod, FineTuneRecipe):
     here over those with a gradient (the same norm); masked coordinates (``ob.unlearn(...,
     masks=...)``) stay frozen under momentum and weight decay, which the code does not handle.
 
+    Kinds: random and class-wise forgetting (the paper's classification settings; a corrupted
+    scenario runs as a random one).
+
     Data needs: forget, retain. Cost: one per-sample gradient pass over D_f and D_r (the two
     Fisher diagonals), then ``epochs`` passes over D_r plus a forget batch every
     ``forget_every`` remain batches.
@@ -181,7 +184,7 @@ class SFROn(UnlearningMethod, FineTuneRecipe):
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
-    kinds: ClassVar[frozenset[str]] = frozenset({"random", "classwise", "subclass"})
+    kinds: ClassVar[frozenset[str]] = frozenset({"random", "classwise"})
     presets: ClassVar[dict] = {
         "digits": {
             "epochs": 8,
