@@ -165,10 +165,10 @@ class SFROn(UnlearningMethod, FineTuneRecipe):
         alpha: Forget scale α (its peak; cosine-decayed to 0). Default 25 (the authors' CIFAR-10
             ``forget_alpha``).
         adaptive_lambda: Exponent λ of the adaptive weights; 0 gives plain gradient ascent.
-            Default 0.5 (the paper's λ).
+            Default 0.5 (the authors' ``lambd``, the paper's λ).
         max_norm: Gradient-norm clip of the forget step. Default 7 (the authors').
         threshold: Saliency threshold γ on ``F_f / F_r``; None switches the mask off (every
-            coordinate may move). Default 1 (the paper's γ).
+            coordinate may move). Default 1 (the authors' ``th``, the paper's γ).
         slow_beta: Slow-weight step β: after each iteration the slow weights move β of the way to
             the fast weights. Default 1 (the authors' ``ema_beta``).
 
@@ -179,8 +179,9 @@ class SFROn(UnlearningMethod, FineTuneRecipe):
             epochs and forget steps than the CIFAR-10 setting's share of them. With the authors'
             clip of 7 a random:0.1 run of the demo lost too much retained accuracy (a collapsed
             status), the more so with the saliency mask off (``threshold=None``); the tighter
-            clip keeps the forget steps even, as in ``neggrad_plus``'s preset. Results over 3 seeds per demo scenario:
-            ``benchmarks/results/recent_methods.json`` (``python benchmarks/recent_methods.py``).
+            clip keeps the forget steps even, as in ``neggrad_plus``'s preset. Results over 3
+            seeds per demo scenario: ``benchmarks/results/recent_methods.json``
+            (``python benchmarks/recent_methods.py``).
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
