@@ -21,6 +21,7 @@ from .rum import RUM
 from .salun import SalUn
 from .scar import SCAR
 from .scrub import SCRUB
+from .sfr import SFROn
 from .sisa import SISA
 from .sparse import FinetunePrune, GradientAscentL1, L1Sparse
 from .ssd import LossFreeSSD, SelectiveSynapticDampening
@@ -53,6 +54,7 @@ __all__ = [
     "RunContext",
     "SCAR",
     "SCRUB",
+    "SFROn",
     "SISA",
     "SalUn",
     "SelectiveSynapticDampening",
