@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Iterator
@@ -10,16 +11,19 @@ from typing import ClassVar
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
+from .._utils import resolve_device, seeded
 from .._validation import Boolean, Interval, IntRange, Log, param
 from ..data.base import iterate_batches
 from ..data.scenario import Scenario
 from ..errors import InvalidConfigError
 from ..training import StepHook, TrainConfig
-from .base import RunContext, UnlearningMethod, register_method
+from .base import RunContext, UnlearningMethod, make_context, register_method
 
 __all__ = [
     "Langevin",
+    "langevin_learn",
     "LangevinCertificate",
     "renyi_unlearning_epsilon",
     "rdp_to_dp",
@@ -38,9 +42,10 @@ def renyi_unlearning_epsilon(
 ) -> float:
     """The ε of the (α, ε)-Rényi unlearning guarantee of K steps of PNGD, strongly convex case.
 
-    Chien, Wang & Li (NeurIPS 2024, arXiv:2401.10371), Theorem 3.2 with the log-Sobolev constant
-    ``C_LSI = 2 σ² / m`` of the strongly convex case and the initial divergence ε₀ of the learning
-    process (Theorem 3.1): the Rényi divergence between the learned distribution on D and the one
+    Chien, Wang & Li (NeurIPS 2024, arXiv:2401.10371), Section 3: the unlearning theorem of the
+    strongly convex case, with its log-Sobolev constant ``C_LSI = 2 σ² / m`` and the initial
+    divergence ε₀ that the learning process's RDP theorem gives (the expression the authors' code
+    evaluates, ``epsilon_expression`` in ``main_lmc.py``): the Rényi divergence between the learned distribution on D and the one
     on D' (S of the n points replaced) is at most ``ε₀(α) = 4 α S² M² / (m σ² n²)``, and each
     unlearning step contracts it by ``exp(-2 σ² η / (α C_LSI)) = exp(-m η / α)``::
 
@@ -275,14 +280,14 @@ class Langevin(UnlearningMethod):
     """Langevin unlearning (Chien, Wang & Li, NeurIPS 2024, arXiv:2401.10371): noisy gradient descent on D_r.
 
     Unlearning continues the projected noisy gradient descent (PNGD) that learned the model, on the
-    retain set D' = D_r, from the trained weights, for K full-batch steps (the paper's Eq. (3)
-    learning and Eq. (4) unlearning updates)::
+    retain set D' = D_r, from the trained weights, for K full-batch steps (the paper's PNGD update,
+    the same for learning on D and unlearning on D')::
 
         w <- Proj_{||w|| <= R}(w - η ∇[L(w; D') + λ/2 ||w||²] + sqrt(2 η σ²) N(0, I))
 
     and accounts for them: after K steps the result is (α, ε)-Rényi-unlearned with
-    ``ε = exp(-m η K / α) · 4 α S² M² / (m σ² n²)`` (Theorem 3.2, strongly convex case, with
-    ``C_LSI = 2σ²/m`` and the learning-side ε₀ of Theorem 3.1; :func:`renyi_unlearning_epsilon`),
+    ``ε = exp(-m η K / α) · 4 α S² M² / (m σ² n²)`` (Section 3's theorem for the strongly convex
+    case, with ``C_LSI = 2σ²/m`` and the learning side's ε₀; :func:`renyi_unlearning_epsilon`),
     converted to (ε, δ) by ``ε + log(1/δ)/(α - 1)`` at the best α (:func:`langevin_certificate`).
     Here n = |D| (the scenario's training set), S = |D_f|, m = λ (the L2 term's strong convexity).
     The result's ``diagnostics`` hold ``renyi_epsilon``, ``alpha``, ``epsilon``, ``delta``,
@@ -292,10 +297,9 @@ class Langevin(UnlearningMethod):
     Certified only in the convex case. For a linear (softmax-regression) model with λ > 0 the
     constants are computable (:func:`linear_constants`: L = B²/2 + λ, m = λ, M = √2 B + λR from
     the largest input norm B), and ``assumptions_hold`` is 1 when also ``η <= 1/L``, a given M is
-    not below the derived one, and ``secret_noise`` is on. Two assumptions
-    stay with the caller: the model must have been learned by this same PNGD on D (same η, σ, λ,
-    R) until its distribution was stationary (e.g. this method run from the initial weights on the
-    training set), and the noise must be secret (``secret_noise``). For a deep network the loss is
+    not below the derived one, and ``secret_noise`` is on. One assumption stays with the
+    caller: the model must have been learned by this same PNGD on D (same η, σ, λ, R) until its
+    distribution was stationary (:func:`langevin_learn`); ``ob.train``'s noiseless SGD is not it. For a deep network the loss is
     not convex, L is unknown and M is the value given (default 1, the authors'): the number is the
     theorem's expression evaluated under assumptions that do not hold, not a guarantee, and
     ``assumptions_hold`` is 0.
@@ -322,7 +326,7 @@ class Langevin(UnlearningMethod):
 
     Args:
         steps: Unlearning iterations K (full-batch steps on D_r). The authors search K per target
-            ε; default 50.
+            ε (their code's fixed fallback, ``--finetune_step``, is 50); default 50.
         lr: Step size η (the paper: 1/L). Default 0.1.
         sigma: Noise scale σ; each step adds ``sqrt(2 η σ²)`` standard normal noise per
             coordinate. The authors' code default is 0.03 (their figures use 0.05 to 1);
@@ -363,7 +367,15 @@ class Langevin(UnlearningMethod):
     secret_noise: bool = param(False, Boolean())
 
     def _unlearn(self, model: nn.Module, scenario: Scenario, ctx: RunContext) -> nn.Module:
-        retain = scenario.retain
+        radius = self.descend(model, scenario.retain, ctx)
+        self._account(model, scenario, ctx, radius)
+        return model
+
+    def descend(self, model: nn.Module, data: Dataset, ctx: RunContext) -> float:
+        """Run the K PNGD steps on ``data`` (full batch) in place; return the projection radius used.
+
+        The learning process of the paper is this same update on D: :func:`langevin_learn`.
+        """
         params = [p for p in model.parameters() if p.requires_grad]
         with torch.no_grad():
             start = math.sqrt(sum(float(p.double().pow(2).sum()) for p in params))
@@ -373,10 +385,10 @@ class Langevin(UnlearningMethod):
         else:
             noise_gen = ctx.generator
         hook = _NoiseAndProject(self.lr, self.sigma, radius, noise_gen, ctx.masks)
-        full = len(retain)  # type: ignore[arg-type]
+        full = len(data)  # type: ignore[arg-type]
 
         def batches(_epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-            yield from iterate_batches(retain, full, device=ctx.device)  # the whole of D_r: one full-batch step
+            yield from iterate_batches(data, full, device=ctx.device)  # the whole set: one full-batch step
 
         config = TrainConfig(
             epochs=self.steps,
@@ -388,8 +400,7 @@ class Langevin(UnlearningMethod):
             schedule="constant",
         )
         ctx.fit(model, batches, config, steps_per_epoch=1, step_hook=hook, desc="langevin")
-        self._account(model, scenario, ctx, radius)
-        return model
+        return radius
 
     def _account(self, model: nn.Module, scenario: Scenario, ctx: RunContext, radius: float) -> None:
         """Put the accounting of the K steps into ``ctx.diagnostics``."""
@@ -442,3 +453,30 @@ def _positive(owner: str, **values: float) -> None:
     for name, value in values.items():
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise InvalidConfigError(f"The {name!r} argument of {owner} must be a finite number > 0; got {value!r}.")
+
+
+def langevin_learn(
+    model: nn.Module, data: Dataset, method: Langevin, *, seed: int = 0, device: str | torch.device = "cpu"
+) -> nn.Module:
+    """The paper's learning process: ``method``'s PNGD run on ``data`` (the training set D) from ``model``.
+
+    A model meant to be certified by :class:`Langevin` must be learned this way, with the same
+    η, σ, λ and R, for enough steps that its distribution is (close to) stationary; the unlearning
+    then continues the same chain on D'. Returns a trained copy (``model`` is not changed); with
+    the method's ``secret_noise`` off, the result is reproducible from ``seed``.
+
+    Args:
+        model: The initial model (the paper draws it from a Gaussian; any initialisation runs).
+        data: The training set D.
+        method: A :class:`Langevin` instance: its ``steps`` are the learning steps T.
+        seed: Seed of the noise (unless ``secret_noise``) and of any dropout.
+        device: Where to run.
+    """
+    if not isinstance(method, Langevin):
+        raise InvalidConfigError(f"langevin_learn needs a Langevin method instance; got {type(method).__name__}.")
+    dev = resolve_device(device)
+    net = copy.deepcopy(model).to(dev)
+    ctx = make_context(net, dev, seed=seed, masks=None, progress=False, recording=None)
+    with seeded(seed, dev):
+        method.descend(net, data, ctx)
+    return net.eval()

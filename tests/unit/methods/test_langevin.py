@@ -14,6 +14,7 @@ from obliviate.methods.langevin import (
     Langevin,
     is_linear_model,
     langevin_certificate,
+    langevin_learn,
     linear_constants,
     project_to_ball,
     rdp_to_dp,
@@ -175,6 +176,19 @@ def test_assumptions_hold_only_for_a_linear_model_with_secret_noise_and_a_small_
     deep = ob.unlearn(toy_model("classwise"), sc, method, device="cpu", progress=False)
     assert deep.diagnostics["assumptions_hold"] == 0.0 and math.isnan(deep.diagnostics["smoothness"])
     assert math.isfinite(deep.diagnostics["epsilon"]) and deep.diagnostics["lipschitz"] == 1.0
+
+
+def test_learning_is_the_same_chain_as_unlearning():
+    """langevin_learn on a set is the unlearning update on that set: the same weights for the same seed."""
+    sc = toy_scenario("classwise")
+    run = _linear_run(sc)
+    method = Langevin(steps=4, lr=0.05, sigma=0.05, weight_decay=0.01, radius=50.0)
+    learned = langevin_learn(run.model, sc.retain, method, seed=3)
+    unlearned = ob.unlearn(run, sc, method, seed=3, device="cpu", progress=False).model
+    assert all(torch.equal(a, b) for a, b in zip(learned.parameters(), unlearned.parameters(), strict=True))
+    assert not torch.equal(learned.head.weight, run.model.head.weight)
+    with pytest.raises(InvalidConfigError):
+        langevin_learn(run.model, sc.retain, "langevin")
 
 
 @pytest.mark.slow
