@@ -346,8 +346,10 @@ class Langevin(UnlearningMethod):
             demo's CNN: the noise moves every weight while only the retain gradient pulls back,
             so what D_r does not support (a forgotten class) decays. σ 0.02 collapsed one seed's
             random forget set (the retained classes eroded faster than the gradient restored
-            them); η 0.1 at σ 0.02 left most of the class recognised. The accounting is reported
-            but is no certificate for this deep, non-convex model. Results:
+            them); η 0.1 at σ 0.02 left most of the class recognised. Its 100 full-batch steps are
+            about 90 passes over D, more than the demo recipe's 30 epochs of retraining: at this
+            scale it is no cheaper than the oracle. The accounting is reported but is no
+            certificate for this deep, non-convex model. Results:
             ``benchmarks/results/recent_methods.json`` (``python benchmarks/recent_methods.py``).
     """
 
