@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from .._utils import resolve_device, seeded
 from .._validation import Boolean, Interval, IntRange, Log, param
 from ..data.base import iterate_batches
-from ..data.scenario import Scenario
+from ..data.scenario import SCENARIO_KINDS, Scenario
 from ..errors import InvalidConfigError
 from ..training import StepHook, TrainConfig
 from .base import RunContext, UnlearningMethod, make_context, register_method
@@ -309,6 +309,10 @@ class Langevin(UnlearningMethod):
     ``secret_noise=True`` it is drawn from a generator seeded from ``os.urandom`` (a different
     result every run; not reproducible).
 
+    Scenario kinds: all. The theorem bounds the removal of any S of the n points, whichever they
+    are (a whole class only makes S, and the bound, large); the paper's experiments remove random
+    points.
+
     Data needs: forget (only its size, for the accounting), retain; the training set's size (and,
     for a linear model, its largest input norm). Cost: ``steps`` full-batch passes over D_r (plus
     one pass over D's inputs for the largest input norm of a linear model); memory holds the whole
@@ -354,7 +358,7 @@ class Langevin(UnlearningMethod):
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
-    kinds: ClassVar[frozenset[str]] = frozenset({"random", "classwise", "subclass"})
+    kinds: ClassVar[frozenset[str]] = frozenset(SCENARIO_KINDS)
     presets: ClassVar[dict] = {
         "digits": {"steps": 100, "lr": 0.3, "sigma": 0.015, "weight_decay": 5e-4},
     }
