@@ -2,7 +2,7 @@
 
 Runs ``obliviate bench benchmarks/specs/recent.toml --out DIR --backend ray`` as a separate process
 (cold: a fresh output directory and pool). The spec puts ``cf_k``, ``eu_k``, ``rum``, ``scar``,
-``delete`` and ``sfr_on`` beside ``neggrad_plus``, ``salun``, ``scrub``, ``ssd`` and ``finetune`` on digits
+``delete``, ``sfr_on`` and ``langevin`` beside ``neggrad_plus``, ``salun``, ``scrub``, ``ssd`` and ``finetune`` on digits
 (``class:3`` and ``random:0.1``, 3 seeds), every method tuned from its digits preset by
 :func:`obliviate.tune` with the oracle-free proxy objective under the same budget (10 trials), and
 every run measured against the retrained oracle, with the per-run strong-evaluation metrics the
@@ -34,7 +34,7 @@ from obliviate.report import aggregate
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "benchmarks" / "specs" / "recent.toml"
-NEW = ("cf_k", "eu_k", "rum", "scar", "delete", "sfr_on")
+NEW = ("cf_k", "eu_k", "rum", "scar", "delete", "sfr_on", "langevin")
 COLUMNS = ("forget_acc", "retain_acc", "test_acc", "avg_gap", "mia_efficacy", "tow", "anamnesis_index", "seconds")
 
 

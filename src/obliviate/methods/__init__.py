@@ -12,6 +12,7 @@ from .finetune import Finetune
 from .fisher import FisherForgetting
 from .gradient_ascent import GradientAscent
 from .influence import InfluenceUnlearning
+from .langevin import Langevin
 from .last_k import CatastrophicForgettingK, ExactUnlearningK
 from .lora import PruneLoRA
 from .neggrad_plus import NegGradPlus
@@ -45,6 +46,7 @@ __all__ = [
     "GradientAscentL1",
     "InfluenceUnlearning",
     "L1Sparse",
+    "Langevin",
     "LossFreeSSD",
     "NegGradPlus",
     "PruneLoRA",
