@@ -214,3 +214,15 @@ def test_a_slow_slide_over_the_stream_is_collapsed_even_when_each_request_looks_
     assert [r.status for r in out.results] == ["ok", "collapsed", "collapsed"]
     assert [round(r.diagnostics["val_acc_drop_total"], 6) for r in out.results] == [6.0, 12.0, 18.0]
     assert "Collapsed over the stream" in out.results[1].notes[-1]
+
+
+def test_a_langevin_stream_records_each_requests_certificate_in_the_ledger(base, tmp_path):
+    """Langevin unlearning re-certifies every request: its epsilon, delta and assumptions go into the ledger entry."""
+    res = _apply(base, tmp_path / "l", method="langevin", params={"steps": 2}, requests=_requests(k=2, m=3))
+    with DeletionLedger(tmp_path / "l" / streams.LEDGER_FILE, read_only=True) as led:
+        removes = [e for e in led.committed() if e.request.kind == "remove"]
+        assert len(removes) == 2
+        for entry, served in zip(removes, res.results, strict=True):
+            diag = entry.method["diagnostics"]
+            assert {"epsilon", "delta", "renyi_epsilon", "assumptions_hold"} <= set(diag)
+            assert diag["epsilon"] == served.diagnostics["epsilon"] > 0 and diag["assumptions_hold"] == 0.0  # an MLP
