@@ -164,11 +164,10 @@ class StreamResult:
 
 # ---------------------------------------------------------------------------------------------- helpers
 def _crash_point(name: str) -> None:
-    if os.environ.get(CRASH_ENV) == name:
-        from .certified.run import _crash_point as kill
+    """Kill the process here when ``OBLIVIATE_CRASH_AT`` names this point (certified runs' crash hook)."""
+    from .certified.run import _crash_point as kill
 
-        os.environ[CRASH_ENV] = name
-        kill(name)
+    kill(name)
 
 
 def _sha(data: bytes) -> str:
@@ -215,6 +214,16 @@ def read_ids_file(path: str | os.PathLike[str], batch: int | None = None) -> lis
         raise InvalidConfigError(f"batch must be a positive integer; got {batch!r}.")
     flat = [i for ids in lines for i in ids]
     return [flat[i : i + batch] for i in range(0, len(flat), batch)]
+
+
+def _public_params(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` as ``stream.json`` keeps them: a certified estimator's ``random_state`` (which determines
+    its secret noise) only as a SHA-256, so that a resumed stream is still checked to use the same one.
+    """
+    if "random_state" not in params:
+        return params
+    digest = hashlib.sha256(repr(params["random_state"]).encode()).hexdigest()
+    return {**params, "random_state": f"sha256:{digest}"}
 
 
 def _check_requests(requests: Any, train_rows: np.ndarray) -> list[list[int]]:
@@ -343,11 +352,10 @@ class _CertifiedSteps:
         self.rows: np.ndarray | None = None
 
     def _xy(self, dataset: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from .certified.features import RawFeatures
         from .data.base import Subset
 
-        sub = Subset(dataset.train, rows)
-        x = np.stack([np.asarray(sub[i][0], dtype=np.float64).reshape(-1) for i in range(len(sub))])
-        return x, np.asarray(dataset.train_targets)[rows]
+        return RawFeatures().transform(Subset(dataset.train, rows)), np.asarray(dataset.train_targets)[rows]
 
     def start(self, original: Any, scenario: Any, seed: int) -> Any:
         from .certified import CertifiedLogisticRegression
@@ -483,7 +491,7 @@ def apply(
         "format": "obliviate-requests",
         "method": method,
         "preset": preset,
-        "params": params,
+        "params": _public_params(params),
         "seed": int(seed),
         "requests": reqs,
         "dataset": getattr(dataset, "name", None),

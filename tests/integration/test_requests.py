@@ -226,3 +226,12 @@ def test_a_langevin_stream_records_each_requests_certificate_in_the_ledger(base,
             diag = entry.method["diagnostics"]
             assert {"epsilon", "delta", "renyi_epsilon", "assumptions_hold"} <= set(diag)
             assert diag["epsilon"] == served.diagnostics["epsilon"] > 0 and diag["assumptions_hold"] == 0.0  # an MLP
+
+
+def test_a_certified_streams_seed_is_not_written_to_its_files(base, tmp_path):
+    """The seed of a certified estimator determines its secret noise: stream.json keeps only its digest."""
+    _apply(base, tmp_path / "c", method="certified", params={"removals": 12, "random_state": 123456789}, requests=_requests(k=1))
+    for f in (tmp_path / "c").iterdir():
+        assert b"123456789" not in f.read_bytes(), f.name
+    with pytest.raises(InvalidConfigError, match="holds another stream"):  # a resume with another seed is refused
+        _apply(base, tmp_path / "c", method="certified", params={"removals": 12, "random_state": 7}, requests=_requests(k=1))
